@@ -1,0 +1,102 @@
+//! Command-line interface (clap derive). Flag names mirror the YAML keys in
+//! snake_case; `ftpsgate` with no subcommand means `serve`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ftpsgate: an FTPS edge in front of a plaintext FTP server.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Subcommand; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags for the implicit `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default).
+    Serve(ServeArgs),
+    /// Validate a configuration file and exit.
+    Check {
+        /// The YAML file to check.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write a self-signed certificate and key (PEM).
+    Cert {
+        /// Host name (DNS name or IP address) the certificate is for.
+        #[arg(long)]
+        hostname: String,
+        /// Where to write the certificate.
+        #[arg(long)]
+        cert_out: PathBuf,
+        /// Where to write the private key (mode 0600).
+        #[arg(long)]
+        key_out: PathBuf,
+    },
+}
+
+/// Flags of `serve`; each overrides the same key of the YAML file.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ServeArgs {
+    /// YAML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Explicit-FTPS listener (client sends AUTH TLS); repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Implicit-FTPS listener (TLS from the first byte); repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub implicit_listen: Vec<String>,
+    /// The plaintext FTP server behind the proxy.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub backend: Option<String>,
+    /// PEM certificate chain; without --cert/--key an ephemeral self-signed one is made.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Client-facing passive data ports.
+    #[arg(long, value_name = "LOW-HIGH")]
+    pub passive_ports: Option<String>,
+    /// Address advertised in 227 replies (NAT); default: the control connection's local address.
+    #[arg(long, value_name = "IP")]
+    pub public_address: Option<String>,
+    /// required: USER/PASS before AUTH TLS get 530.
+    #[arg(long, value_name = "required|optional")]
+    pub control_tls: Option<String>,
+    /// required: transfers need PROT P (else 522).
+    #[arg(long, value_name = "required|optional")]
+    pub data_tls: Option<String>,
+    /// Whether CCC (clear the control channel) is allowed.
+    #[arg(long, value_name = "allow|deny")]
+    pub ccc: Option<String>,
+    /// How ftpsgate opens data connections to the backend.
+    #[arg(long, value_name = "passive|active")]
+    pub backend_data: Option<String>,
+    /// Data-connection TLS must resume the control connection's session.
+    #[arg(long)]
+    pub require_session_reuse: bool,
+    /// Verify client certificates against this CA bundle (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// With --client-ca: whether a client certificate is required.
+    #[arg(long, value_name = "required|optional")]
+    pub client_cert: Option<String>,
+    /// strict: an upload ending without TLS close_notify is aborted (426); lenient: accepted.
+    #[arg(long, value_name = "strict|lenient")]
+    pub upload_eof: Option<String>,
+    /// Seconds a control connection may stay idle before 421.
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// Most concurrent client sessions.
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+}

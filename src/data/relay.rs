@@ -1,0 +1,181 @@
+//! The byte pump for one transfer (PROTOCOL.md §5.2, §7.3, §14.1-2).
+//!
+//! Downloads: backend EOF → write everything to the client, send
+//! close_notify, half-close, and only then report success (the session
+//! driver holds the backend's 226 until this returns). The client's own
+//! close_notify is drained in the background for a short grace period.
+//!
+//! Uploads: the client's close_notify → answer with ours, FIN the backend
+//! leg, report success. A TCP FIN without close_notify is a possible
+//! truncation: in strict mode the backend leg is *not* half-closed; it is
+//! handed back so the driver can ABOR the backend first and then reset it.
+//!
+//! One buffer per transfer, no per-chunk allocation, no per-chunk timer: a
+//! stall watchdog checks a byte counter instead.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{DataError, CLOSE_NOTIFY_GRACE, DATA_STALL_TIMEOUT};
+use crate::config::UploadEof;
+use crate::stream::MaybeTls;
+
+/// Relay buffer size: large reads keep syscalls and TLS records per byte low.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// What happened to one transfer.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Payload bytes moved.
+    pub bytes: u64,
+    /// How long the relay ran.
+    pub elapsed: Duration,
+    /// Success, or why not.
+    pub result: Result<(), DataError>,
+    /// The backend leg, returned unclosed when an upload failed so the driver
+    /// can abort the backend transfer before resetting it.
+    pub backend: Option<TcpStream>,
+    /// The upload ended without close_notify but was accepted (lenient mode).
+    pub lenient_eof: bool,
+}
+
+/// Moves one transfer's bytes; `upload` is client → backend.
+pub async fn relay(
+    mut client: MaybeTls,
+    mut backend: TcpStream,
+    upload: bool,
+    eof: UploadEof,
+    cancel: CancellationToken,
+    stall: Option<Duration>,
+) -> Outcome {
+    let started = Instant::now();
+    let moved = AtomicU64::new(0);
+    let mut buf = vec![0u8; BUF_SIZE];
+    let stall = stall.unwrap_or(DATA_STALL_TIMEOUT);
+    if upload {
+        // Any drop before the explicit clean close below resets the connection, so a
+        // failed upload can never look like a complete file to the backend.
+        let _ = backend.set_linger(Some(Duration::ZERO));
+    }
+    let pump = async {
+        if upload {
+            pump_upload(&mut client, &mut backend, &mut buf, &moved, eof).await
+        } else {
+            pump_download(&mut backend, &mut client, &mut buf, &moved).await
+        }
+    };
+    let result = tokio::select! {
+        r = pump => r,
+        _ = cancel.cancelled() => Err(DataError::Aborted),
+        _ = watchdog(&moved, stall) => Err(DataError::Stalled),
+    };
+    let bytes = moved.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    match result {
+        Ok(lenient_eof) => {
+            if upload {
+                let _ = backend.set_linger(None);
+                let _ = backend.shutdown().await;
+            } else {
+                // The client's close_notify and FIN are consumed off the critical path.
+                tokio::spawn(drain(client));
+            }
+            Outcome { bytes, elapsed, result: Ok(()), backend: None, lenient_eof }
+        }
+        Err(e) => {
+            // Dropping the client leg without close_notify tells the client this
+            // transfer is not complete.
+            drop(client);
+            Outcome { bytes, elapsed, result: Err(e), backend: Some(backend), lenient_eof: false }
+        }
+    }
+}
+
+async fn pump_download(
+    backend: &mut TcpStream,
+    client: &mut MaybeTls,
+    buf: &mut [u8],
+    moved: &AtomicU64,
+) -> Result<bool, DataError> {
+    loop {
+        let n = backend.read(buf).await.map_err(|e| DataError::Backend(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        client.write_all(&buf[..n]).await.map_err(|e| DataError::Client(e.to_string()))?;
+        moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    // close_notify (TLS) and FIN; only now is the download complete.
+    client.shutdown().await.map_err(|e| DataError::Client(e.to_string()))?;
+    Ok(false)
+}
+
+async fn pump_upload(
+    client: &mut MaybeTls,
+    backend: &mut TcpStream,
+    buf: &mut [u8],
+    moved: &AtomicU64,
+    eof: UploadEof,
+) -> Result<bool, DataError> {
+    let mut lenient_eof = false;
+    loop {
+        match client.read(buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                backend.write_all(&buf[..n]).await.map_err(|e| DataError::Backend(e.to_string()))?;
+                moved.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && client.is_tls() => {
+                if eof == UploadEof::Strict {
+                    return Err(DataError::Truncated);
+                }
+                lenient_eof = true;
+                break;
+            }
+            Err(e) => return Err(DataError::Client(e.to_string())),
+        }
+    }
+    // Answer the client's close_notify with ours (curl and ftplib wait for it).
+    if client.is_tls() && !lenient_eof {
+        let _ = tokio::time::timeout(CLOSE_NOTIFY_GRACE, client.shutdown()).await;
+    }
+    Ok(lenient_eof)
+}
+
+async fn watchdog(moved: &AtomicU64, stall: Duration) {
+    let tick = (stall / 4).max(Duration::from_millis(100));
+    let mut last = u64::MAX;
+    let mut quiet = Duration::ZERO;
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = moved.load(Ordering::Relaxed);
+        if now == last {
+            quiet += tick;
+            if quiet >= stall {
+                return;
+            }
+        } else {
+            quiet = Duration::ZERO;
+            last = now;
+        }
+    }
+}
+
+/// Reads (and discards) whatever the client still sends after a download,
+/// typically its close_notify and FIN, for a bounded time, so the socket is
+/// not closed with unread data (which would make the kernel send RST).
+async fn drain(mut client: MaybeTls) {
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(CLOSE_NOTIFY_GRACE, async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}

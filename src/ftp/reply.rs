@@ -1,0 +1,314 @@
+//! FTP replies (RFC 959 §4.2): the [`Reply`] type, the incremental
+//! [`ReplyParser`] for backend bytes, and the encoder toward clients.
+//!
+//! A multi-line reply starts `ddd-` and ends only at a line starting with the
+//! same three digits and a space; lines in between are free text. When a
+//! reply is re-emitted, intermediate lines that begin with a digit get one
+//! leading space, so a filename such as `227 Entering Passive Mode (...)`
+//! inside a STAT listing can never pass for a reply line (PROTOCOL.md §1.3).
+
+/// Longest backend reply line accepted (CPython ftplib refuses longer ones).
+pub const MAX_REPLY_LINE: usize = 8192;
+/// Largest multi-line reply accepted from the backend (large STAT listings pass).
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// One reply: a code and its text lines.
+///
+/// `lines[0]` is the text after `ddd ` or `ddd-`; for a multi-line reply the
+/// last element is the text after the closing `ddd `, and the elements in
+/// between are the intermediate lines, verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Three-digit reply code, 100..=599.
+    pub code: u16,
+    /// Text lines (see the type docs).
+    pub lines: Vec<Vec<u8>>,
+}
+
+/// A backend broke the reply grammar or the size limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// A line did not start with a three-digit code and space or hyphen.
+    #[error("malformed reply line")]
+    Malformed,
+    /// A line or the whole reply exceeded the caps.
+    #[error("reply too long")]
+    TooLong,
+}
+
+impl Reply {
+    /// A single-line reply.
+    pub fn new(code: u16, text: impl Into<String>) -> Reply {
+        Reply { code, lines: vec![text.into().into_bytes()] }
+    }
+
+    /// A multi-line reply with the given first line, body lines and last line.
+    pub fn multi(code: u16, first: &str, body: Vec<Vec<u8>>, last: &str) -> Reply {
+        let mut lines = Vec::with_capacity(body.len() + 2);
+        lines.push(first.as_bytes().to_vec());
+        lines.extend(body);
+        lines.push(last.as_bytes().to_vec());
+        Reply { code, lines }
+    }
+
+    /// 1xx: more replies follow.
+    pub fn is_preliminary(&self) -> bool {
+        self.code < 200
+    }
+
+    /// 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// The first text line, lossily decoded.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.lines.first().map_or(&[][..], |l| l)).into_owned()
+    }
+
+    /// The intermediate lines of a multi-line reply.
+    pub fn body(&self) -> &[Vec<u8>] {
+        if self.lines.len() > 2 {
+            &self.lines[1..self.lines.len() - 1]
+        } else {
+            &[]
+        }
+    }
+
+    /// Wire form, with digit-leading intermediate lines padded by one space.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let code = format!("{:03}", self.code);
+        match self.lines.as_slice() {
+            [] => {
+                out.extend_from_slice(code.as_bytes());
+                out.extend_from_slice(b" \r\n");
+            }
+            [only] => {
+                out.extend_from_slice(code.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(only);
+                out.extend_from_slice(b"\r\n");
+            }
+            [first, body @ .., last] => {
+                out.extend_from_slice(code.as_bytes());
+                out.push(b'-');
+                out.extend_from_slice(first);
+                out.extend_from_slice(b"\r\n");
+                for line in body {
+                    if line.first().is_some_and(u8::is_ascii_digit) {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(line);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(code.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(last);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+
+    /// Replaces every occurrence of `from` with `to` in all text lines.
+    pub fn scrub(&mut self, from: &[u8], to: &[u8]) {
+        if from.is_empty() {
+            return;
+        }
+        for line in &mut self.lines {
+            if let Some(new) = replace_all(line, from, to) {
+                *line = new;
+            }
+        }
+    }
+}
+
+fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    let first = hay.windows(from.len()).position(|w| w == from)?;
+    let mut out = Vec::with_capacity(hay.len());
+    out.extend_from_slice(&hay[..first]);
+    let mut i = first;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Incremental parser for backend replies. Push bytes, pull replies.
+#[derive(Debug, Default)]
+pub struct ReplyParser {
+    buf: Vec<u8>,
+    pending: Option<(u16, Vec<Vec<u8>>, usize)>,
+}
+
+impl ReplyParser {
+    /// A fresh parser.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// True when no partial reply is buffered.
+    pub fn is_idle(&self) -> bool {
+        self.buf.is_empty() && self.pending.is_none()
+    }
+
+    /// Returns the next complete reply, `Ok(None)` if more bytes are needed.
+    pub fn next_reply(&mut self) -> Result<Option<Reply>, ReplyError> {
+        loop {
+            let Some(end) = self.buf.iter().position(|&b| b == b'\n') else {
+                if self.buf.len() > MAX_REPLY_LINE {
+                    return Err(ReplyError::TooLong);
+                }
+                return Ok(None);
+            };
+            if end > MAX_REPLY_LINE {
+                return Err(ReplyError::TooLong);
+            }
+            let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if let Some(reply) = self.line(line)? {
+                return Ok(Some(reply));
+            }
+        }
+    }
+
+    fn line(&mut self, line: Vec<u8>) -> Result<Option<Reply>, ReplyError> {
+        let code = parse_code(&line);
+        match self.pending.take() {
+            None => {
+                let code = code.ok_or(ReplyError::Malformed)?;
+                let sep = line.get(3).copied();
+                let text = line.get(4..).unwrap_or_default().to_vec();
+                match sep {
+                    Some(b'-') => {
+                        let size = line.len();
+                        self.pending = Some((code, vec![text], size));
+                        Ok(None)
+                    }
+                    Some(b' ') | None => Ok(Some(Reply { code, lines: vec![text] })),
+                    Some(_) => Err(ReplyError::Malformed),
+                }
+            }
+            Some((want, mut lines, size)) => {
+                let size = size + line.len();
+                if size > MAX_REPLY_BYTES {
+                    return Err(ReplyError::TooLong);
+                }
+                if code == Some(want) && line.get(3) == Some(&b' ') {
+                    lines.push(line[4..].to_vec());
+                    return Ok(Some(Reply { code: want, lines }));
+                }
+                // A bare "ddd" line also closes the reply (some servers omit the space).
+                if code == Some(want) && line.len() == 3 {
+                    lines.push(Vec::new());
+                    return Ok(Some(Reply { code: want, lines }));
+                }
+                lines.push(line);
+                self.pending = Some((want, lines, size));
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn parse_code(line: &[u8]) -> Option<u16> {
+    let digits = line.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit) || !(b'1'..=b'5').contains(&digits[0]) {
+        return None;
+    }
+    Some(digits.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_all(bytes: &[u8]) -> Vec<Reply> {
+        let mut p = ReplyParser::new();
+        p.push(bytes);
+        std::iter::from_fn(|| p.next_reply().unwrap()).collect()
+    }
+
+    #[test]
+    fn single_and_multi_line() {
+        let r = parse_all(b"220 hi\r\n211-Features:\r\n MDTM\r\n211 End\r\n");
+        assert_eq!(r[0], Reply::new(220, "hi"));
+        assert_eq!(r[1].code, 211);
+        assert_eq!(r[1].body(), &[b" MDTM".to_vec()]);
+        assert_eq!(r[1].encode(), b"211-Features:\r\n MDTM\r\n211 End\r\n");
+    }
+
+    #[test]
+    fn inner_lines_with_other_codes_do_not_end_the_reply_and_are_padded() {
+        let r = parse_all(b"213-status\r\n227 Entering Passive Mode (6,6,6,6,1,2)\r\n226 \r\n213-x\r\n213 end\r\n");
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].body().len(), 3);
+        let wire = r[0].encode();
+        assert_eq!(
+            wire,
+            b"213-status\r\n 227 Entering Passive Mode (6,6,6,6,1,2)\r\n 226 \r\n 213-x\r\n213 end\r\n"
+        );
+        // Re-parsing the padded form still yields one reply.
+        assert_eq!(parse_all(&wire).len(), 1);
+    }
+
+    #[test]
+    fn partial_input_waits() {
+        let mut p = ReplyParser::new();
+        p.push(b"150 Opening");
+        assert_eq!(p.next_reply(), Ok(None));
+        p.push(b" data\r\n");
+        assert_eq!(p.next_reply().unwrap().unwrap().code, 150);
+        assert!(p.is_idle());
+    }
+
+    #[test]
+    fn malformed_and_oversized_are_errors() {
+        let mut p = ReplyParser::new();
+        p.push(b"hello\r\n");
+        assert_eq!(p.next_reply(), Err(ReplyError::Malformed));
+        let mut p = ReplyParser::new();
+        p.push(&vec![b'2'; MAX_REPLY_LINE + 10]);
+        assert_eq!(p.next_reply(), Err(ReplyError::TooLong));
+    }
+
+    #[test]
+    fn scrub_replaces_addresses() {
+        let mut r = Reply::multi(211, "status", vec![b" Connected to 10.0.0.5:2121".to_vec()], "End");
+        r.scrub(b"10.0.0.5:2121", b"192.0.2.1:21");
+        assert_eq!(r.body()[0], b" Connected to 192.0.2.1:21");
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let mut p = ReplyParser::new();
+            p.push(&data);
+            while let Ok(Some(r)) = p.next_reply() {
+                // Every parsed reply re-encodes to something that parses back to one reply.
+                let wire = r.encode();
+                let mut q = ReplyParser::new();
+                q.push(&wire);
+                let back = q.next_reply().unwrap().unwrap();
+                prop_assert_eq!(back.code, r.code);
+                prop_assert!(q.next_reply().unwrap().is_none());
+            }
+        }
+    }
+}

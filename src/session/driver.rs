@@ -1,0 +1,816 @@
+//! The async task for one control session: owns the client and backend
+//! control streams and the pending data set-up, feeds commands to the pure
+//! [`Session`], and carries out its [`Action`]s: AUTH TLS stream upgrade,
+//! relaying replies (scrubbed of the backend's address), PASV/EPSV/PORT/EPRT
+//! rewriting and transfers with the reply ordering of PROTOCOL.md §1.4, §7.
+//!
+//! Every wait is bounded: backend connect and replies, the TLS handshake,
+//! control idle time, the client's data connection.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{rewrite_feat, Action, Policy, Prot, Session};
+use crate::config::{BackendData, Settings};
+use crate::data::broker::{self, ClientLeg, DataTls, PassiveAccept};
+use crate::data::relay::{self, Outcome};
+use crate::data::{DataError, DATA_CONNECT_TIMEOUT};
+use crate::error::{Side, SessionError};
+use crate::ftp::addr;
+use crate::ftp::command::Command;
+use crate::ftp::line::{LineDecoder, LineEvent};
+use crate::ftp::reply::{Reply, ReplyParser};
+use crate::listener::Shared;
+use crate::stream::MaybeTls;
+
+/// Connecting to the backend.
+pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waiting for a backend reply to an ordinary command.
+pub const BACKEND_REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The control TLS handshake.
+pub const CONTROL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Replies the backend owes after ABOR.
+pub const ABORT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commands a client may queue while a transfer runs.
+const MAX_DEFERRED: usize = 32;
+
+/// The client side of the control connection: stream plus line framing.
+struct ClientCtl {
+    stream: Option<MaybeTls>,
+    buf: Vec<u8>,
+    start: usize,
+    decoder: LineDecoder,
+}
+
+/// One client input event.
+#[derive(Debug)]
+enum ClientEvent {
+    Line(Vec<u8>),
+    TooLong,
+    Overflow,
+    Eof,
+}
+
+impl ClientCtl {
+    fn stream(&mut self) -> io::Result<&mut MaybeTls> {
+        self.stream.as_mut().ok_or_else(|| io::Error::other("control stream unavailable"))
+    }
+
+    /// Bytes received but not yet framed into a command (pipelined input).
+    fn has_buffered(&self) -> bool {
+        self.start < self.buf.len() || self.decoder.has_partial()
+    }
+
+    /// Next framed event; cancel-safe (no bytes are lost if dropped mid-read).
+    async fn next(&mut self) -> io::Result<ClientEvent> {
+        loop {
+            if self.start < self.buf.len() {
+                let (n, ev) = self.decoder.decode(&self.buf[self.start..]);
+                self.start += n;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
+                match ev {
+                    Some(LineEvent::Line(l)) => return Ok(ClientEvent::Line(l)),
+                    Some(LineEvent::TooLong) => return Ok(ClientEvent::TooLong),
+                    Some(LineEvent::Overflow) => return Ok(ClientEvent::Overflow),
+                    None => {}
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream()?.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(ClientEvent::Eof);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn send(&mut self, reply: &Reply) -> io::Result<()> {
+        debug!(code = reply.code, "reply");
+        let s = self.stream()?;
+        s.write_all(&reply.encode()).await?;
+        s.flush().await
+    }
+}
+
+/// The backend side of the control connection.
+struct BackendCtl {
+    stream: TcpStream,
+    parser: ReplyParser,
+}
+
+impl BackendCtl {
+    async fn send(&mut self, cmd: &Command) -> Result<(), SessionError> {
+        debug!(%cmd, "to backend");
+        self.stream.write_all(&cmd.encode()).await.map_err(SessionError::backend_io)
+    }
+
+    /// Next reply; cancel-safe.
+    async fn next(&mut self) -> Result<Reply, SessionError> {
+        loop {
+            match self.parser.next_reply() {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(e) => return Err(SessionError::backend(format!("bad reply: {e}"))),
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await.map_err(SessionError::backend_io)?;
+            if n == 0 {
+                return Err(SessionError::backend("backend closed the control connection"));
+            }
+            self.parser.push(&chunk[..n]);
+        }
+    }
+
+    async fn reply_within(&mut self, limit: Duration) -> Result<Reply, SessionError> {
+        tokio::time::timeout(limit, self.next())
+            .await
+            .map_err(|_| SessionError::backend("backend reply timed out"))?
+    }
+}
+
+/// Where the client side of the next transfer comes from.
+enum ClientData {
+    Passive(PassiveAccept),
+    Active(SocketAddr),
+}
+
+/// Where the backend side of the next transfer comes from.
+enum BackendDataLeg {
+    Passive(SocketAddr),
+    Active(TcpListener),
+}
+
+struct DataSetup {
+    client: ClientData,
+    backend: BackendDataLeg,
+}
+
+/// One session task.
+pub struct Driver {
+    shared: Arc<Shared>,
+    session: Session,
+    client: ClientCtl,
+    backend: Option<BackendCtl>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    backend_peer: Option<SocketAddr>,
+    backend_local: Option<SocketAddr>,
+    setup: Option<DataSetup>,
+    deferred: VecDeque<ClientEvent>,
+    protect: Arc<AtomicBool>,
+    token: Arc<[u8]>,
+    shutdown: CancellationToken,
+}
+
+impl Driver {
+    /// A session for an accepted client connection.
+    pub fn new(shared: Arc<Shared>, tcp: TcpStream, implicit: bool, shutdown: CancellationToken) -> io::Result<Driver> {
+        let peer = tcp.peer_addr()?;
+        let local = tcp.local_addr()?;
+        let _ = tcp.set_nodelay(true);
+        let settings: &Settings = &shared.settings;
+        let policy = Policy {
+            control_tls: settings.control_tls,
+            data_tls: settings.data_tls,
+            ccc: settings.ccc,
+            implicit,
+            public_v4: settings.public_address.is_some_and(|a| a.is_ipv4()),
+        };
+        let session = Session::new(policy, peer.ip());
+        let protect = Arc::new(AtomicBool::new(session.prot() == Prot::Private));
+        let token: [u8; 16] = rand::random();
+        Ok(Driver {
+            shared,
+            session,
+            client: ClientCtl { stream: Some(MaybeTls::Plain(tcp)), buf: Vec::new(), start: 0, decoder: LineDecoder::new() },
+            backend: None,
+            peer,
+            local,
+            backend_peer: None,
+            backend_local: None,
+            setup: None,
+            deferred: VecDeque::new(),
+            protect,
+            token: Arc::from(&token[..]),
+            shutdown,
+        })
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self, implicit: bool) {
+        match self.run_inner(implicit).await {
+            Ok(()) => debug!("session closed"),
+            Err(e) => {
+                if let Some(r) = e.reply() {
+                    let _ = self.client.send(&r).await;
+                }
+                match e.side {
+                    Side::Client => info!(error = %e, "session ended by client"),
+                    _ => warn!(error = %e, "session ended"),
+                }
+            }
+        }
+        self.close_client().await;
+    }
+
+    async fn close_client(&mut self) {
+        if let Some(mut s) = self.client.stream.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.shutdown()).await;
+        }
+    }
+
+    async fn run_inner(&mut self, implicit: bool) -> Result<(), SessionError> {
+        if implicit {
+            self.start_tls().await?;
+        }
+        self.connect_backend().await?;
+        loop {
+            let ev = match self.deferred.pop_front() {
+                Some(ev) => ev,
+                None => self.wait_client().await?,
+            };
+            let line = match ev {
+                ClientEvent::Line(l) => l,
+                ClientEvent::TooLong => {
+                    self.reply(500, "Command line too long.").await?;
+                    continue;
+                }
+                ClientEvent::Overflow => {
+                    return Err(SessionError::client_reply(Reply::new(500, "Command line too long; closing."), "line overflow"));
+                }
+                ClientEvent::Eof => return Ok(()),
+            };
+            let cmd = match Command::parse(&line) {
+                Ok(c) => c,
+                Err(e) => {
+                    let code = match e {
+                        crate::ftp::command::CommandError::BadVerb => 500,
+                        crate::ftp::command::CommandError::ControlChar => 501,
+                    };
+                    self.reply(code, &e.to_string()).await?;
+                    continue;
+                }
+            };
+            debug!(cmd = %cmd, "command");
+            if cmd.verb == "USER" {
+                tracing::Span::current().record("user", cmd.arg_str().as_str());
+            }
+            let action = self.session.on_command(cmd);
+            self.protect.store(self.session.prot() == Prot::Private, Ordering::Release);
+            if self.execute(action).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for the next client event, the idle timeout, shutdown, or an unsolicited backend reply.
+    async fn wait_client(&mut self) -> Result<ClientEvent, SessionError> {
+        let idle = self.shared.settings.idle_timeout;
+        let backend = self.backend.as_mut().ok_or_else(|| SessionError::internal("no backend"))?;
+        tokio::select! {
+            ev = self.client.next() => ev.map_err(SessionError::client_io),
+            r = backend.next() => {
+                let r = r?;
+                if r.code == 421 {
+                    return Err(SessionError::backend_reply(r, "backend closed the session"));
+                }
+                Err(SessionError::backend(format!("unsolicited backend reply {}", r.code)))
+            }
+            _ = tokio::time::sleep(idle) => Err(SessionError::internal_reply(Reply::new(421, "Idle timeout; closing control connection."), "idle timeout")),
+            _ = self.shutdown.cancelled() => Err(SessionError::internal_reply(Reply::new(421, "Service shutting down; closing control connection."), "shutdown")),
+        }
+    }
+
+    async fn reply(&mut self, code: u16, text: &str) -> Result<(), SessionError> {
+        self.client.send(&Reply::new(code, text)).await.map_err(SessionError::client_io)
+    }
+
+    async fn relay(&mut self, mut reply: Reply) -> Result<(), SessionError> {
+        self.scrub(&mut reply);
+        self.client.send(&reply).await.map_err(SessionError::client_io)
+    }
+
+    /// Removes the backend's address from reply text; the client sees the proxy's.
+    fn scrub(&self, reply: &mut Reply) {
+        let (Some(bp), Some(_)) = (self.backend_peer, self.backend_local) else { return };
+        reply.scrub(bp.to_string().as_bytes(), self.local.to_string().as_bytes());
+        reply.scrub(bp.ip().to_string().as_bytes(), self.local.ip().to_string().as_bytes());
+        if let (IpAddr::V4(b), IpAddr::V4(l)) = (bp.ip(), self.local.ip()) {
+            let comma = |ip: std::net::Ipv4Addr| ip.octets().map(|o| o.to_string()).join(",");
+            reply.scrub(comma(b).as_bytes(), comma(l).as_bytes());
+        }
+        if let Some((host, _)) = self.shared.settings.backend.rsplit_once(':') {
+            if host.parse::<IpAddr>().is_err() {
+                reply.scrub(host.as_bytes(), self.local.ip().to_string().as_bytes());
+            }
+        }
+    }
+
+    async fn start_tls(&mut self) -> Result<(), SessionError> {
+        let Some(MaybeTls::Plain(tcp)) = self.client.stream.take() else {
+            return Err(SessionError::internal("TLS requested on a TLS stream"));
+        };
+        let acceptor = TlsAcceptor::from(self.shared.tls.control.clone());
+        let token = self.token.clone();
+        let accept = acceptor.accept_with(tcp, move |conn| conn.set_resumption_data(&token));
+        let tls = match tokio::time::timeout(CONTROL_HANDSHAKE_TIMEOUT, accept).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(SessionError::client_silent(format!("control TLS handshake failed: {e}"))),
+            Err(_) => return Err(SessionError::client_silent("control TLS handshake timed out".into())),
+        };
+        {
+            let conn = tls.get_ref().1;
+            let subject = conn.peer_certificates().map(|c| c.len()).unwrap_or(0);
+            info!(
+                version = ?conn.protocol_version(),
+                suite = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
+                client_certs = subject,
+                "control TLS established"
+            );
+        }
+        self.client.stream = Some(MaybeTls::Tls(Box::new(tls)));
+        self.session.on_tls_established();
+        Ok(())
+    }
+
+    async fn connect_backend(&mut self) -> Result<(), SessionError> {
+        let target = self.shared.settings.backend.clone();
+        let connect = async {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&target).await?.collect();
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+            for a in addrs {
+                match TcpStream::connect(a).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        let stream = match tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(SessionError::backend_down(format!("cannot connect to backend: {e}"))),
+            Err(_) => return Err(SessionError::backend_down("backend connect timed out".into())),
+        };
+        let _ = stream.set_nodelay(true);
+        self.backend_peer = stream.peer_addr().ok();
+        self.backend_local = stream.local_addr().ok();
+        info!(backend = %target, "backend connected");
+        let mut backend = BackendCtl { stream, parser: ReplyParser::new() };
+        loop {
+            let r = backend.reply_within(BACKEND_REPLY_TIMEOUT).await.map_err(|e| SessionError::backend_down(e.to_string()))?;
+            let done = !r.is_preliminary();
+            let ok = r.code == 220;
+            self.backend = Some(backend);
+            if done && !ok {
+                self.relay(r).await?;
+                return Err(SessionError::backend_silent("backend refused the session"));
+            }
+            self.relay(r).await?;
+            if done {
+                return Ok(());
+            }
+            backend = self.backend.take().ok_or_else(|| SessionError::internal("backend vanished"))?;
+        }
+    }
+
+    fn backend(&mut self) -> Result<&mut BackendCtl, SessionError> {
+        self.backend.as_mut().ok_or_else(|| SessionError::internal("no backend"))
+    }
+
+    /// Sends a command and relays replies up to the final one. Returns the final reply.
+    async fn forward(&mut self, cmd: &Command) -> Result<Reply, SessionError> {
+        self.backend()?.send(cmd).await?;
+        loop {
+            let r = self.backend()?.reply_within(BACKEND_REPLY_TIMEOUT).await?;
+            let done = !r.is_preliminary();
+            if done {
+                self.session.on_reply(cmd, &r);
+            }
+            self.relay(r.clone()).await?;
+            if done {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Carries out one action. Returns true when the session is over.
+    async fn execute(&mut self, action: Action) -> Result<bool, SessionError> {
+        match action {
+            Action::Reply(r) => self.client.send(&r).await.map_err(SessionError::client_io)?,
+            Action::StartTls => {
+                self.reply(234, "AUTH TLS successful; start the TLS handshake.").await?;
+                if self.client.has_buffered() {
+                    // STARTTLS command injection (CVE-2011-1575 class): never run plaintext
+                    // that was pipelined behind AUTH inside the TLS session.
+                    return Err(SessionError::client_silent("plaintext pipelined after AUTH; closing".into()));
+                }
+                self.start_tls().await?;
+            }
+            Action::ClearControl => self.clear_control().await?,
+            Action::Forward(cmd) => {
+                self.forward(&cmd).await?;
+            }
+            Action::Feat(cmd) => {
+                self.backend()?.send(&cmd).await?;
+                let r = loop {
+                    let r = self.backend()?.reply_within(BACKEND_REPLY_TIMEOUT).await?;
+                    if !r.is_preliminary() {
+                        break r;
+                    }
+                };
+                let mut feat = rewrite_feat(Some(&r));
+                self.scrub(&mut feat);
+                self.client.send(&feat).await.map_err(SessionError::client_io)?;
+            }
+            Action::Passive { extended } => self.passive(extended).await?,
+            Action::Active(target) => self.active(target).await?,
+            Action::RefuseTransfer(r) => {
+                self.setup = None;
+                self.client.send(&r).await.map_err(SessionError::client_io)?;
+            }
+            Action::Transfer { cmd, upload, protect } => self.transfer(cmd, upload, protect).await?,
+            Action::Quit(cmd) => {
+                let r = match self.backend()?.send(&cmd).await {
+                    Ok(()) => self.backend()?.reply_within(Duration::from_secs(10)).await.ok(),
+                    Err(_) => None,
+                };
+                let r = r.unwrap_or_else(|| Reply::new(221, "Goodbye."));
+                self.relay(r).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn clear_control(&mut self) -> Result<(), SessionError> {
+        self.reply(200, "CCC accepted; control connection continues in plaintext.").await?;
+        let Some(MaybeTls::Tls(tls)) = self.client.stream.take() else {
+            return Err(SessionError::internal("CCC without TLS"));
+        };
+        let (mut tcp, mut conn) = tls.into_inner();
+        if conn.wants_read() {
+            // Nothing can be pending: the client waits for our 200 before anything else.
+        }
+        conn.send_close_notify();
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).map_err(SessionError::client_io)?;
+        }
+        tcp.write_all(&out).await.map_err(SessionError::client_io)?;
+        // The client may answer with its own close_notify (curl "active" CCC mode) or
+        // not ("passive" mode); a TLS alert record is consumed, anything else is plaintext.
+        let mut head = [0u8; 5];
+        let peeked = tokio::time::timeout(Duration::from_millis(500), tcp.peek(&mut head)).await;
+        if let Ok(Ok(n)) = peeked {
+            if n >= 3 && head[0] == 0x15 && head[1] == 0x03 {
+                let mut rec_head = [0u8; 5];
+                let _ = tcp.read_exact(&mut rec_head).await;
+                let len = usize::from(u16::from_be_bytes([rec_head[3], rec_head[4]])).min(1024);
+                let mut body = vec![0u8; len];
+                let _ = tcp.read_exact(&mut body).await;
+            }
+        }
+        self.client.stream = Some(MaybeTls::Plain(tcp));
+        Ok(())
+    }
+
+    /// Prepares the backend side of a data connection; on refusal relays the
+    /// backend's reply and returns None.
+    async fn backend_setup(&mut self) -> Result<Option<BackendDataLeg>, SessionError> {
+        let bpeer = self.backend_peer.ok_or_else(|| SessionError::internal("no backend peer"))?;
+        let blocal = self.backend_local.ok_or_else(|| SessionError::internal("no backend local"))?;
+        match self.shared.settings.backend_data {
+            BackendData::Passive => {
+                let cmd = if bpeer.is_ipv4() { Command::new("PASV", "") } else { Command::new("EPSV", "") };
+                self.backend()?.send(&cmd).await?;
+                let r = self.backend()?.reply_within(BACKEND_REPLY_TIMEOUT).await?;
+                let port = match r.code {
+                    227 => addr::parse_pasv_reply(&r.text()).map(|a| a.port()),
+                    229 => addr::parse_epsv_reply(&r.text()),
+                    _ => {
+                        self.relay(r).await?;
+                        return Ok(None);
+                    }
+                };
+                match port {
+                    // The backend's advertised host is ignored: data goes to its control address.
+                    Ok(p) if p != 0 => Ok(Some(BackendDataLeg::Passive(SocketAddr::new(bpeer.ip(), p)))),
+                    _ => {
+                        warn!(reply = %r.text(), "unusable backend passive reply");
+                        self.reply(425, "Can't open data connection (backend passive reply unusable).").await?;
+                        Ok(None)
+                    }
+                }
+            }
+            BackendData::Active => {
+                let listener = match TcpListener::bind(SocketAddr::new(blocal.ip(), 0)).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        warn!(error = %e, "cannot listen for backend data");
+                        self.reply(425, "Can't open data connection.").await?;
+                        return Ok(None);
+                    }
+                };
+                let laddr = listener.local_addr().map_err(SessionError::internal_io)?;
+                let cmd = match laddr {
+                    SocketAddr::V4(v4) => Command::new("PORT", &addr::format_port(v4)),
+                    SocketAddr::V6(_) => Command::new("EPRT", &addr::format_eprt(laddr)),
+                };
+                self.backend()?.send(&cmd).await?;
+                let r = self.backend()?.reply_within(BACKEND_REPLY_TIMEOUT).await?;
+                if !r.is_success() {
+                    self.relay(r).await?;
+                    return Ok(None);
+                }
+                Ok(Some(BackendDataLeg::Active(listener)))
+            }
+        }
+    }
+
+    fn data_tls(&self) -> DataTls {
+        DataTls { acceptor: TlsAcceptor::from(self.shared.tls.data.clone()), session_token: self.token.clone() }
+    }
+
+    async fn passive(&mut self, extended: bool) -> Result<(), SessionError> {
+        self.setup = None;
+        self.session.on_data_ready(false);
+        let Some(backend) = self.backend_setup().await? else { return Ok(()) };
+        let (listener, lease) = match self.shared.pool.bind(self.local.ip()) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "no passive port");
+                return self.reply(425, "Can't open data connection: no passive port available.").await;
+            }
+        };
+        let port = listener.local_addr().map_err(SessionError::internal_io)?.port();
+        let accept = PassiveAccept::spawn(listener, lease, self.peer.ip(), self.protect.clone(), self.data_tls());
+        self.setup = Some(DataSetup { client: ClientData::Passive(accept), backend });
+        self.session.on_data_ready(true);
+        let reply = if extended {
+            Reply::new(229, addr::epsv_reply_text(port))
+        } else {
+            let ip = match self.shared.settings.public_address.unwrap_or(self.local.ip()) {
+                IpAddr::V4(v4) => v4,
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            };
+            Reply::new(227, addr::pasv_reply_text(std::net::SocketAddrV4::new(ip, port)))
+        };
+        self.client.send(&reply).await.map_err(SessionError::client_io)
+    }
+
+    async fn active(&mut self, target: SocketAddr) -> Result<(), SessionError> {
+        self.setup = None;
+        self.session.on_data_ready(false);
+        let Some(backend) = self.backend_setup().await? else { return Ok(()) };
+        self.setup = Some(DataSetup { client: ClientData::Active(target), backend });
+        self.session.on_data_ready(true);
+        self.reply(200, "Active data connection target accepted.").await
+    }
+
+    async fn transfer(&mut self, cmd: Command, upload: bool, protect: bool) -> Result<(), SessionError> {
+        let Some(setup) = self.setup.take() else {
+            return self.reply(425, "Use PASV, EPSV, PORT or EPRT first.").await;
+        };
+        let blocal = self.backend_local.ok_or_else(|| SessionError::internal("no backend local"))?.ip();
+        let bpeer = self.backend_peer.ok_or_else(|| SessionError::internal("no backend peer"))?.ip();
+        // A passive backend leg is connected before the command, as a plain client would.
+        let mut backend_listener = None;
+        let mut backend_stream = None;
+        match setup.backend {
+            BackendDataLeg::Passive(a) => match broker::connect_from(blocal, a).await {
+                Ok(s) => backend_stream = Some(s),
+                Err(e) => {
+                    warn!(error = %e, "backend data connect failed");
+                    return self.reply(425, "Can't open data connection to the server.").await;
+                }
+            },
+            BackendDataLeg::Active(l) => backend_listener = Some(l),
+        }
+        self.backend()?.send(&cmd).await?;
+        let first = self.backend()?.reply_within(BACKEND_REPLY_TIMEOUT).await?;
+        if !first.is_preliminary() {
+            return self.relay(first).await;
+        }
+        self.relay(first).await?;
+
+        let local_ip = self.local.ip();
+        let dtls = self.data_tls();
+        let require_reuse = self.shared.settings.require_session_reuse;
+        let eof = self.shared.settings.upload_eof;
+        let cancel = CancellationToken::new();
+        let task_cancel = cancel.clone();
+        let client_setup = setup.client;
+        let data = tokio::spawn(async move {
+            let backend = match (backend_stream, backend_listener) {
+                (Some(s), _) => Ok(s),
+                (None, Some(l)) => {
+                    tokio::time::timeout(DATA_CONNECT_TIMEOUT, broker::accept_from(&l, bpeer))
+                        .await
+                        .map_err(|_| DataError::BackendConnect)
+                        .and_then(|r| r.map_err(|_| DataError::BackendConnect))
+                }
+                (None, None) => Err(DataError::BackendConnect),
+            };
+            let leg: Result<ClientLeg, DataError> = match client_setup {
+                ClientData::Passive(accept) => accept.wait().await,
+                ClientData::Active(target) => match broker::connect_from(local_ip, target).await {
+                    Ok(tcp) => broker::secure(tcp, protect, &dtls).await,
+                    Err(_) => Err(DataError::ClientConnect),
+                },
+            };
+            let fail = |backend: Result<TcpStream, DataError>, e: DataError| Outcome {
+                bytes: 0,
+                elapsed: Duration::ZERO,
+                result: Err(e),
+                backend: backend.ok(),
+                lenient_eof: false,
+            };
+            let leg = match leg {
+                Ok(l) => l,
+                Err(e) => return fail(backend, e),
+            };
+            if leg.protected != protect {
+                return fail(backend, DataError::ProtMismatch);
+            }
+            if require_reuse && protect && !leg.resumed_this_session {
+                return fail(backend, DataError::NotResumed);
+            }
+            let backend = match backend {
+                Ok(b) => b,
+                Err(e) => return fail(Err(DataError::BackendConnect), e),
+            };
+            relay::relay(leg.stream, backend, upload, eof, task_cancel, None).await
+        });
+        self.finish_transfer(cmd, upload, data, cancel).await
+    }
+
+    /// Waits for both the data relay and the backend's final reply, handling
+    /// ABOR and deferring other commands, then sends the client one final reply.
+    async fn finish_transfer(
+        &mut self,
+        cmd: Command,
+        upload: bool,
+        mut data: tokio::task::JoinHandle<Outcome>,
+        cancel: CancellationToken,
+    ) -> Result<(), SessionError> {
+        let mut outcome: Option<Outcome> = None;
+        let mut final_reply: Option<Reply> = None;
+        let mut aborted_by_client = false;
+        while outcome.is_none() || final_reply.is_none() {
+            let backend = self.backend.as_mut().ok_or_else(|| SessionError::internal("no backend"))?;
+            tokio::select! {
+                o = &mut data, if outcome.is_none() => {
+                    let o = o.unwrap_or_else(|_| Outcome { bytes: 0, elapsed: Duration::ZERO, result: Err(DataError::Aborted), backend: None, lenient_eof: false });
+                    let failed = o.result.is_err();
+                    outcome = Some(o);
+                    if failed && final_reply.is_none() {
+                        break;
+                    }
+                }
+                r = backend.next(), if final_reply.is_none() => {
+                    let r = r?;
+                    if r.is_preliminary() {
+                        self.relay(r).await?;
+                        continue;
+                    }
+                    let failed = !r.is_success();
+                    final_reply = Some(r);
+                    if failed && outcome.is_none() {
+                        // The backend gave up; stop the relay and collect what it hands back.
+                        cancel.cancel();
+                    }
+                }
+                ev = self.client.next() => {
+                    let ev = ev.map_err(SessionError::client_io)?;
+                    match ev {
+                        ClientEvent::Line(ref l) if Command::parse(l).is_ok_and(|c| c.verb == "ABOR") => {
+                            aborted_by_client = true;
+                            cancel.cancel();
+                            break;
+                        }
+                        ClientEvent::Eof => {
+                            cancel.cancel();
+                            let o = (&mut data).await.ok();
+                            if final_reply.is_none() {
+                                self.abort_backend(o.and_then(|o| o.backend), upload).await?;
+                            }
+                            return Err(SessionError::client_silent("client closed the control connection during a transfer".into()));
+                        }
+                        other => {
+                            if self.deferred.len() >= MAX_DEFERRED {
+                                return Err(SessionError::client_reply(Reply::new(421, "Too many commands during a transfer."), "deferred queue full"));
+                            }
+                            self.deferred.push_back(other);
+                        }
+                    }
+                }
+            }
+        }
+        if outcome.is_none() {
+            outcome = (&mut data).await.ok();
+        }
+        let outcome = outcome.unwrap_or(Outcome {
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            result: Err(DataError::Aborted),
+            backend: None,
+            lenient_eof: false,
+        });
+        let Outcome { bytes, elapsed, result, backend: backend_leg, lenient_eof } = outcome;
+        let ms = elapsed.as_millis() as u64;
+        if aborted_by_client {
+            if final_reply.is_none() {
+                self.abort_backend(backend_leg, upload).await?;
+            }
+            info!(verb = %cmd.verb, bytes, ms, "transfer aborted by client");
+            // The transfer command is still unanswered, so it gets its reply first.
+            if result.is_ok() {
+                self.reply(226, "Transfer complete.").await?;
+            } else {
+                self.reply(426, "Connection closed; transfer aborted.").await?;
+            }
+            return self.reply(226, "ABOR command successful.").await;
+        }
+        match (result, final_reply) {
+            (Ok(()), Some(r)) => {
+                if lenient_eof {
+                    warn!("upload ended without TLS close_notify; accepted (upload_eof: lenient)");
+                }
+                info!(verb = %cmd.verb, bytes, ms, code = r.code, "transfer finished");
+                self.relay(r).await
+            }
+            (Err(e), Some(r)) => {
+                drop(backend_leg);
+                warn!(verb = %cmd.verb, bytes, error = %e, backend_code = r.code, "transfer failed");
+                if r.is_success() {
+                    self.client.send(&error_reply(&e)).await.map_err(SessionError::client_io)
+                } else {
+                    self.relay(r).await
+                }
+            }
+            (Err(e), None) => {
+                warn!(verb = %cmd.verb, bytes, error = %e, "transfer failed; aborting backend transfer");
+                self.abort_backend(backend_leg, upload).await?;
+                self.client.send(&error_reply(&e)).await.map_err(SessionError::client_io)
+            }
+            (Ok(()), None) => Err(SessionError::internal("transfer finished without a backend reply")),
+        }
+    }
+
+    /// Aborts the backend's running transfer: for downloads the backend data leg
+    /// is closed first (unblocking a server stuck writing); for uploads ABOR goes
+    /// first and the leg is reset afterwards, so a partial upload is never closed
+    /// cleanly (PROTOCOL.md §15). The backend owes two replies: the transfer's
+    /// final one (426/451, or 226 if it had just finished) and ABOR's (225/226).
+    async fn abort_backend(&mut self, leg: Option<TcpStream>, upload: bool) -> Result<(), SessionError> {
+        let leg = if upload {
+            leg
+        } else {
+            drop(leg);
+            None
+        };
+        let backend = self.backend()?;
+        backend.send(&Command::new("ABOR", "")).await?;
+        let first = backend.reply_within(ABORT_REPLY_TIMEOUT).await?;
+        match backend.reply_within(ABORT_REPLY_TIMEOUT).await {
+            Ok(second) => debug!(transfer = first.code, abor = second.code, "backend aborted the transfer"),
+            Err(e) => debug!(transfer = first.code, error = %e, "no second reply after ABOR"),
+        }
+        if let Some(s) = leg {
+            let _ = s.set_linger(Some(Duration::ZERO));
+            drop(s);
+        }
+        Ok(())
+    }
+}
+
+/// The client reply for a failed transfer (PROTOCOL.md §15).
+fn error_reply(e: &DataError) -> Reply {
+    match e {
+        DataError::ClientConnect | DataError::BackendConnect => Reply::new(425, "Can't open data connection."),
+        DataError::Handshake => Reply::new(522, "Data connection TLS handshake failed."),
+        DataError::NotResumed => Reply::new(
+            522,
+            "Data connection refused: TLS session reuse required (resume the control connection's TLS session).",
+        ),
+        DataError::ProtMismatch => Reply::new(425, "PROT level changed after the data connection was opened; retry."),
+        DataError::Truncated => Reply::new(426, "Upload ended without TLS close_notify; transfer aborted."),
+        DataError::Stalled => Reply::new(426, "Data connection stalled; transfer aborted."),
+        DataError::Client(_) | DataError::Backend(_) | DataError::Aborted => {
+            Reply::new(426, "Connection closed; transfer aborted.")
+        }
+    }
+}
