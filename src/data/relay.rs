@@ -59,7 +59,7 @@ pub async fn relay(
     if upload {
         // Any drop before the explicit clean close below resets the connection, so a
         // failed upload can never look like a complete file to the backend.
-        let _ = backend.set_linger(Some(Duration::ZERO));
+        let _ = backend.set_zero_linger();
     }
     let pump = async {
         if upload {
@@ -78,7 +78,7 @@ pub async fn relay(
     match result {
         Ok(lenient_eof) => {
             if upload {
-                let _ = backend.set_linger(None);
+                let _ = socket2::SockRef::from(&backend).set_linger(None);
                 let _ = backend.shutdown().await;
             } else {
                 // The client's close_notify and FIN are consumed off the critical path.

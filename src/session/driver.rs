@@ -604,6 +604,15 @@ impl Driver {
         if !first.is_preliminary() {
             return self.relay(first).await;
         }
+        let mut first = first;
+        if first.code == 125 && matches!(setup.client, ClientData::Active(_)) {
+            // 125 means "already open"; toward an active-mode client ftpsgate has yet to
+            // connect, and curl mishandles 125 there. STOU's "FILE: name" text is kept.
+            first.code = 150;
+            if !first.text().starts_with("FILE:") {
+                first.lines = vec![b"Opening data connection.".to_vec()];
+            }
+        }
         self.relay(first).await?;
 
         let local_ip = self.local.ip();
@@ -790,7 +799,7 @@ impl Driver {
             Err(e) => debug!(transfer = first.code, error = %e, "no second reply after ABOR"),
         }
         if let Some(s) = leg {
-            let _ = s.set_linger(Some(Duration::ZERO));
+            let _ = s.set_zero_linger();
             drop(s);
         }
         Ok(())
