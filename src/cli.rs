@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Seconds a control connection may stay idle before 421.
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// Seconds the client has to open its data connection after a transfer starts.
+    #[arg(long, value_name = "SECS")]
+    pub data_timeout: Option<u64>,
     /// Most concurrent client sessions.
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,

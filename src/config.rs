@@ -43,6 +43,7 @@ pub struct FileConfig {
     client_cert: Option<String>,
     upload_eof: Option<String>,
     idle_timeout: Option<u64>,
+    data_timeout: Option<u64>,
     max_sessions: Option<usize>,
 }
 
@@ -126,6 +127,8 @@ pub struct Settings {
     pub upload_eof: UploadEof,
     /// Control idle timeout, default 300 s.
     pub idle_timeout: Duration,
+    /// Time for the client to open a data connection, default 30 s (then 425).
+    pub data_timeout: Duration,
     /// Concurrent session limit, default 10000.
     pub max_sessions: usize,
 }
@@ -150,6 +153,7 @@ impl Settings {
             client_cert: Requirement::Optional,
             upload_eof: UploadEof::Strict,
             idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(30),
             max_sessions: 10_000,
         }
     }
@@ -262,6 +266,12 @@ impl Settings {
                 return Err(err("idle_timeout", src, "must be at least 1 second".into()));
             }
             s.idle_timeout = Duration::from_secs(v);
+        }
+        if let Some((v, src)) = pick!(data_timeout) {
+            if v == 0 {
+                return Err(err("data_timeout", src, "must be at least 1 second".into()));
+            }
+            s.data_timeout = Duration::from_secs(v);
         }
         if let Some((v, src)) = pick!(max_sessions) {
             if v == 0 {

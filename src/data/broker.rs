@@ -178,9 +178,9 @@ impl PassiveAccept {
         PassiveAccept { handle, _lease: lease }
     }
 
-    /// Waits for the client leg, up to the data connect timeout.
-    pub async fn wait(mut self) -> Result<ClientLeg, DataError> {
-        match tokio::time::timeout(DATA_CONNECT_TIMEOUT + DATA_HANDSHAKE_TIMEOUT, &mut self.handle).await {
+    /// Waits for the client leg (connection and TLS handshake) up to `limit`.
+    pub async fn wait(mut self, limit: std::time::Duration) -> Result<ClientLeg, DataError> {
+        match tokio::time::timeout(limit, &mut self.handle).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(DataError::ClientConnect),
             Err(_) => Err(DataError::ClientConnect),

@@ -96,7 +96,10 @@ impl Reply {
                 out.extend_from_slice(first);
                 out.extend_from_slice(b"\r\n");
                 for line in body {
-                    if line.first().is_some_and(u8::is_ascii_digit) {
+                    // `ddd-text` with this reply's own code is the standard continuation
+                    // form and cannot end the reply; anything else digit-led is padded.
+                    let continuation = line.len() >= 4 && line[..3] == *code.as_bytes() && line[3] == b'-';
+                    if !continuation && line.first().is_some_and(u8::is_ascii_digit) {
                         out.push(b' ');
                     }
                     out.extend_from_slice(line);
@@ -256,6 +259,8 @@ mod tests {
 
     #[test]
     fn inner_lines_with_other_codes_do_not_end_the_reply_and_are_padded() {
+        let r = parse_all(b"220-a\r\n220-b\r\n220 c\r\n");
+        assert_eq!(r[0].encode(), b"220-a\r\n220-b\r\n220 c\r\n", "same-code continuations stay verbatim");
         let r = parse_all(b"213-status\r\n227 Entering Passive Mode (6,6,6,6,1,2)\r\n226 \r\n213-x\r\n213 end\r\n");
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].body().len(), 3);

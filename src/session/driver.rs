@@ -24,7 +24,7 @@ use super::{rewrite_feat, Action, Policy, Prot, Session};
 use crate::config::{BackendData, Settings};
 use crate::data::broker::{self, ClientLeg, DataTls, PassiveAccept};
 use crate::data::relay::{self, Outcome};
-use crate::data::{DataError, DATA_CONNECT_TIMEOUT};
+use crate::data::DataError;
 use crate::error::{Side, SessionError};
 use crate::ftp::addr;
 use crate::ftp::command::Command;
@@ -618,6 +618,7 @@ impl Driver {
         let local_ip = self.local.ip();
         let dtls = self.data_tls();
         let require_reuse = self.shared.settings.require_session_reuse;
+        let data_timeout = self.shared.settings.data_timeout;
         let eof = self.shared.settings.upload_eof;
         let cancel = CancellationToken::new();
         let task_cancel = cancel.clone();
@@ -626,7 +627,7 @@ impl Driver {
             let backend = match (backend_stream, backend_listener) {
                 (Some(s), _) => Ok(s),
                 (None, Some(l)) => {
-                    tokio::time::timeout(DATA_CONNECT_TIMEOUT, broker::accept_from(&l, bpeer))
+                    tokio::time::timeout(data_timeout, broker::accept_from(&l, bpeer))
                         .await
                         .map_err(|_| DataError::BackendConnect)
                         .and_then(|r| r.map_err(|_| DataError::BackendConnect))
@@ -634,7 +635,7 @@ impl Driver {
                 (None, None) => Err(DataError::BackendConnect),
             };
             let leg: Result<ClientLeg, DataError> = match client_setup {
-                ClientData::Passive(accept) => accept.wait().await,
+                ClientData::Passive(accept) => accept.wait(data_timeout).await,
                 ClientData::Active(target) => match broker::connect_from(local_ip, target).await {
                     Ok(tcp) => broker::secure(tcp, protect, &dtls).await,
                     Err(_) => Err(DataError::ClientConnect),

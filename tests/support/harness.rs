@@ -1,0 +1,364 @@
+//! In-process test harness: [`Proxy`] runs ftpsgate on its own runtime on
+//! 127.0.0.1:0 (ready when `spawn` returns, no sleeps), [`Client`] is a
+//! small blocking FTPS client on rustls that trusts any certificate and
+//! returns exact replies, and [`Scripted`] is a plaintext backend that
+//! records every line it receives and answers from a script.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use ftpsgate::config::Settings;
+use ftpsgate::{Mode, Server};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use tokio_util::sync::CancellationToken;
+
+/// A running in-process proxy.
+pub struct Proxy {
+    /// Explicit listener address.
+    pub addr: SocketAddr,
+    /// Implicit listener address, when configured.
+    pub implicit: Option<SocketAddr>,
+    stop: CancellationToken,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy for `backend` with `tweak` applied to default settings.
+    pub fn spawn(backend: SocketAddr, tweak: impl FnOnce(&mut Settings)) -> Proxy {
+        let mut settings = Settings::new(vec!["127.0.0.1:0".parse().unwrap()], backend.to_string());
+        tweak(&mut settings);
+        let stop = CancellationToken::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop2 = stop.clone();
+        let thread = thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let server = Server::bind(settings).await.expect("bind proxy");
+                tx.send(server.local_addrs()).unwrap();
+                server.run(stop2).await;
+            });
+        });
+        let addrs = rx.recv().expect("proxy started");
+        let addr = addrs.iter().find(|(m, _)| *m == Mode::Explicit).map(|(_, a)| *a);
+        let implicit = addrs.iter().find(|(m, _)| *m == Mode::Implicit).map(|(_, a)| *a);
+        Proxy { addr: addr.or(implicit).unwrap(), implicit, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AnyCert;
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client TLS configuration that trusts any certificate (tests only).
+pub fn client_config() -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+/// The control stream of [`Client`].
+pub enum Ctl {
+    /// Before AUTH TLS.
+    Plain(BufReader<TcpStream>),
+    /// After AUTH TLS.
+    Tls(Box<BufReader<StreamOwned<ClientConnection, TcpStream>>>),
+}
+
+/// A reply as the client saw it: code and every raw line.
+#[derive(Debug, Clone)]
+pub struct Got {
+    /// The code.
+    pub code: u16,
+    /// All lines, raw, without CRLF.
+    pub lines: Vec<String>,
+}
+
+impl Got {
+    /// The first line's text after the code.
+    pub fn text(&self) -> &str {
+        self.lines[0].get(4..).unwrap_or("")
+    }
+}
+
+/// A blocking FTPS test client.
+pub struct Client {
+    /// Control stream.
+    pub ctl: Ctl,
+    /// TLS config (shared so data connections can resume).
+    pub tls: Arc<ClientConfig>,
+    /// Proxy address.
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    /// Connects and reads the greeting (explicit listener).
+    pub fn connect(addr: SocketAddr) -> (Client, Got) {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut c = Client { ctl: Ctl::Plain(BufReader::new(tcp)), tls: client_config(), addr };
+        let g = c.read();
+        (c, g)
+    }
+
+    /// Connects to an implicit listener: TLS first, then the greeting.
+    pub fn connect_implicit(addr: SocketAddr) -> (Client, Got) {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let tls = client_config();
+        let conn = ClientConnection::new(tls.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut c = Client { ctl: Ctl::Tls(Box::new(BufReader::new(StreamOwned::new(conn, tcp)))), tls, addr };
+        let g = c.read();
+        (c, g)
+    }
+
+    /// Sends raw bytes on the control connection.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        match &mut self.ctl {
+            Ctl::Plain(r) => r.get_mut().write_all(bytes).unwrap(),
+            Ctl::Tls(r) => {
+                r.get_mut().write_all(bytes).unwrap();
+                r.get_mut().flush().unwrap();
+            }
+        }
+    }
+
+    /// Reads one reply (multi-line aware). Panics on EOF.
+    pub fn read(&mut self) -> Got {
+        self.try_read().expect("reply")
+    }
+
+    /// Reads one reply; None on EOF or error.
+    pub fn try_read(&mut self) -> Option<Got> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = match &mut self.ctl {
+                Ctl::Plain(r) => r.read_line(&mut line),
+                Ctl::Tls(r) => r.read_line(&mut line),
+            }
+            .ok()?;
+            if n == 0 {
+                return None;
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_string();
+            lines.push(line.clone());
+            let first = &lines[0];
+            let code: u16 = first.get(..3)?.parse().ok()?;
+            if first.as_bytes().get(3) != Some(&b'-') {
+                return Some(Got { code, lines });
+            }
+            if lines.len() > 1 && line.starts_with(&first[..3]) && line.as_bytes().get(3) == Some(&b' ') {
+                return Some(Got { code, lines });
+            }
+        }
+    }
+
+    /// Sends a command and reads its reply.
+    pub fn cmd(&mut self, line: &str) -> Got {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+        self.read()
+    }
+
+    /// AUTH TLS and the handshake.
+    pub fn auth_tls(&mut self) {
+        let g = self.cmd("AUTH TLS");
+        assert_eq!(g.code, 234, "{g:?}");
+        let Ctl::Plain(r) = std::mem::replace(&mut self.ctl, Ctl::Plain(BufReader::new(TcpStream::connect(self.addr).unwrap()))) else {
+            panic!("already TLS");
+        };
+        let tcp = r.into_inner();
+        let conn = ClientConnection::new(self.tls.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut s = StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).unwrap();
+        }
+        self.ctl = Ctl::Tls(Box::new(BufReader::new(s)));
+    }
+
+    /// AUTH TLS, login, PBSZ 0, PROT P.
+    pub fn login_secure(&mut self, user: &str, pass: &str) {
+        self.auth_tls();
+        assert_eq!(self.cmd(&format!("USER {user}")).code, 331);
+        assert_eq!(self.cmd(&format!("PASS {pass}")).code, 230);
+        assert_eq!(self.cmd("PBSZ 0").code, 200);
+        assert_eq!(self.cmd("PROT P").code, 200);
+    }
+
+    /// EPSV and the data address it names.
+    pub fn epsv(&mut self) -> SocketAddr {
+        let g = self.cmd("EPSV");
+        assert_eq!(g.code, 229, "{g:?}");
+        let port = ftpsgate::ftp::addr::parse_epsv_reply(g.text()).unwrap();
+        SocketAddr::new(self.addr.ip(), port)
+    }
+
+    /// Opens a TLS data connection to `addr` (resuming the client's session cache).
+    pub fn data_tls(&self, addr: SocketAddr) -> StreamOwned<ClientConnection, TcpStream> {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let conn = ClientConnection::new(self.tls.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut s = StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).unwrap();
+        }
+        s
+    }
+
+    /// EPSV + `verb` + read everything: returns (1xx reply, data, final reply).
+    pub fn download(&mut self, verb_line: &str) -> (Got, Vec<u8>, Got) {
+        let data_addr = self.epsv();
+        self.send_raw(format!("{verb_line}\r\n").as_bytes());
+        let mut data = self.data_tls(data_addr);
+        let prelim = self.read();
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf).expect("download ends with close_notify");
+        let fin = self.read();
+        (prelim, buf, fin)
+    }
+
+    /// EPSV + `verb` + write `bytes` and close_notify: returns (1xx, final).
+    pub fn upload(&mut self, verb_line: &str, bytes: &[u8]) -> (Got, Got) {
+        let data_addr = self.epsv();
+        self.send_raw(format!("{verb_line}\r\n").as_bytes());
+        let mut data = self.data_tls(data_addr);
+        let prelim = self.read();
+        data.write_all(bytes).unwrap();
+        data.conn.send_close_notify();
+        data.flush().unwrap();
+        let mut rest = Vec::new();
+        let _ = data.read_to_end(&mut rest);
+        let fin = self.read();
+        (prelim, fin)
+    }
+}
+
+/// How a [`Scripted`] backend answers one line; `None` = default rules.
+pub type Rule = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A scripted plaintext FTP backend on 127.0.0.1:0 that records every line.
+pub struct Scripted {
+    /// Listening address.
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    /// Starts with `greeting` (full reply text incl. CRLF) and `rule` for answers.
+    /// Default answers: USER 331, PASS 230, FEAT a small 211 list, QUIT 221, else 200.
+    pub fn start(greeting: &str, rule: Rule) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let greeting = greeting.to_string();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let seen = seen2.clone();
+                let rule = rule.clone();
+                let greeting = greeting.clone();
+                thread::spawn(move || {
+                    let _ = serve(conn, &greeting, &rule, &seen);
+                });
+            }
+        });
+        Scripted { addr, seen }
+    }
+
+    /// Every line received so far, across connections.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// True if any received line starts with `verb` (case-insensitive).
+    pub fn saw(&self, verb: &str) -> bool {
+        self.seen().iter().any(|l| l.to_ascii_uppercase().starts_with(&verb.to_ascii_uppercase()))
+    }
+}
+
+fn serve(conn: TcpStream, greeting: &str, rule: &Rule, seen: &Mutex<Vec<String>>) -> io::Result<()> {
+    let mut w = conn.try_clone()?;
+    w.write_all(greeting.as_bytes())?;
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        seen.lock().unwrap().push(line.clone());
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let answer = rule(&line).unwrap_or_else(|| match verb.as_str() {
+            "USER" => "331 Password required\r\n".into(),
+            "PASS" => "230 Logged in\r\n".into(),
+            "FEAT" => "211-Features:\r\n MDTM\r\n SIZE\r\n211 End\r\n".into(),
+            "QUIT" => "221 Bye\r\n".into(),
+            _ => "200 OK\r\n".into(),
+        });
+        w.write_all(answer.as_bytes())?;
+        if verb == "QUIT" {
+            return Ok(());
+        }
+    }
+}
+
+/// A closed port on 127.0.0.1 (bound then dropped).
+pub fn dead_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The loopback address `127.0.0.N`.
+pub fn lo(n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, n])
+}
