@@ -64,7 +64,9 @@ async def noop(s, timeout):
     s.writer.write(b"NOOP\r\n")
     await s.writer.drain()
     code, text = await read_reply(s.reader, timeout)
-    if not code.startswith("2"):
+    # Any well-formed reply proves the session is alive (before login some servers
+    # answer NOOP with 530; ProFTPD+mod_proxy does).
+    if not (len(code) == 3 and code.isdigit()):
         raise ConnectionError(f"NOOP: {text!r}")
 
 

@@ -8,6 +8,7 @@
 # See bench/README.md for what each shape means and the caveats.
 import argparse
 import datetime
+import ftplib
 import hashlib
 import json
 import mmap
@@ -18,6 +19,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -472,6 +474,49 @@ def curl_download(url, src, mode, sha):
     return ok, wall, parse_w(err), ("" if ok else f"rc={rc} {err.strip()[-300:]}")
 
 
+def ftplib_first_byte(port, path, sha, timeout=30):
+    """One FTPS session with Python's ftplib (no curl poll-timer artifacts): returns
+    (ready_s, first_byte_s) measured from before the TCP connect; 'ready' = logged in,
+    PROT P and TYPE I done (just before PASV+RETR), 'first byte' = first data byte read."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    t0 = time.perf_counter()
+    ftp = ftplib.FTP_TLS(context=ctx, timeout=timeout)
+    try:
+        ftp.connect("127.0.0.1", port)
+        ftp.auth()
+        ftp.login("anonymous", "bench@example.com")
+        ftp.prot_p()
+        ftp.voidcmd("TYPE I")
+        ready = time.perf_counter() - t0
+        conn = ftp.transfercmd(f"RETR {path}")
+        h, first = hashlib.sha256(), None
+        with conn:
+            while True:
+                b = conn.recv(65536)
+                if first is None:
+                    first = time.perf_counter() - t0
+                if not b:
+                    break
+                h.update(b)
+            if isinstance(conn, ssl.SSLSocket):
+                try:
+                    conn.unwrap()
+                except (OSError, ssl.SSLError):
+                    pass
+        ftp.voidresp()
+        if h.hexdigest() != sha:
+            raise ValueError("SHA-256 mismatch")
+        try:
+            ftp.quit()
+        except (OSError, EOFError, ftplib.Error):
+            pass
+        return ready, first
+    finally:
+        ftp.close()
+
+
 def file_sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -695,7 +740,9 @@ class Bench:
         return f"{n / wall:.1f} files/s ({wall:.2f}s for {n})"
 
     def shape_latency(self, px):
-        samples = {"pretransfer s": [], "starttransfer s": [], "appconnect s": []}
+        keys = ("pretransfer s", "starttransfer s", "appconnect s",
+                "ftplib ready s", "ftplib first byte s")
+        samples = {k: [] for k in keys}
         for _ in range(self.a.latency_reps):
             px.quiesce(self.backend.pid)
             ok, wall, w, err = curl_download(self.url(px, "pub/tiny.bin"), self.tiny, "sha256",
@@ -705,11 +752,20 @@ class Bench:
             samples["pretransfer s"].append(w["pretransfer"])
             samples["starttransfer s"].append(w["starttransfer"])
             samples["appconnect s"].append(w["appconnect"])
+            px.quiesce(self.backend.pid)
+            try:
+                ready, first = ftplib_first_byte(px.port, "pub/tiny.bin", self.sha[self.tiny])
+            except Exception as e:  # noqa: BLE001 - reported as a failure
+                return self.fail("latency", px, f"ftplib: {type(e).__name__}: {e}")
+            samples["ftplib ready s"].append(ready)
+            samples["ftplib first byte s"].append(first)
         for k, v in samples.items():
             self.rec("latency", k, px.name, statistics.median(v))
-        return ("median pretransfer {:.1f} ms, starttransfer {:.1f} ms".format(
-            statistics.median(samples["pretransfer s"]) * 1e3,
-            statistics.median(samples["starttransfer s"]) * 1e3))
+        med = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
+        return ("median curl pretransfer {:.1f} ms / starttransfer {:.1f} ms; ftplib ready "
+                "{:.1f} ms / first byte {:.1f} ms".format(
+                    med["pretransfer s"], med["starttransfer s"], med["ftplib ready s"],
+                    med["ftplib first byte s"]))
 
     def shape_concurrent(self, px):
         a = self.a
@@ -838,6 +894,7 @@ TARGETS = {  # (shape, metric): (op, ratio) of ftpsgate/mod_proxy medians
     ("upload", "proxy CPU-s/GiB"): ("<=", 0.5),
     ("small", "files/s"): (">=", 2.0),
     ("latency", "pretransfer s"): ("<=", 0.1),
+    ("latency", "ftplib ready s"): ("<=", 0.1),
     ("concurrent", "aggregate MB/s"): (">=", 1.5),
     ("concurrent", "peak proxy mem MiB"): ("<=", 0.25),
 }

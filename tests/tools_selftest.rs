@@ -7,17 +7,16 @@
 #[path = "support/tools.rs"]
 mod tools;
 
-use std::net::TcpStream;
 use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tools::{
     curl_download, curl_list, curl_upload, lftp_run, py_client, run_with_timeout, sha256_file,
-    tool_available, tools_available, write_random_file, CurlOptions, FtpBackend, LftpOptions, PyClientOptions,
-    PyFtpd, PyFtpdOptions, Proftpd, Vsftpd,
+    tool_available, tools_available, write_random_file, CurlOptions, FtpBackend, LftpOptions,
+    Proftpd, PyClientOptions, PyFtpd, PyFtpdOptions, Vsftpd,
 };
-
 
 /// Uploads and downloads through `backend` with every client, in passive
 /// and active mode, and checks bytes and the command log.
@@ -32,25 +31,49 @@ fn roundtrip(backend: &dyn FtpBackend) {
     let up_sha = write_random_file(&up, 3 * 1024 * 1024 + 7);
     let curl = CurlOptions::plain().login(user, pass);
     curl_upload(addr, &up, "up.bin", &curl).assert_success();
-    assert_eq!(sha256_file(backend.path("up.bin")), up_sha, "{name}: stored bytes");
+    assert_eq!(
+        sha256_file(backend.path("up.bin")),
+        up_sha,
+        "{name}: stored bytes"
+    );
 
     // ftplib download, PASV.
     let py = PyClientOptions::plain().login(user, pass);
     let got = local.path().join("py.bin");
     let out = py_client(addr, &py, &["get", "up.bin", got.to_str().unwrap()]);
     out.assert_success();
-    assert_eq!(out.field("sha256"), Some(up_sha.as_str()), "{name}: ftplib sha\n{out}");
-    assert_eq!(out.field("code"), Some("226"), "{name}: ftplib reply\n{out}");
+    assert_eq!(
+        out.field("sha256"),
+        Some(up_sha.as_str()),
+        "{name}: ftplib sha\n{out}"
+    );
+    assert_eq!(
+        out.field("code"),
+        Some("226"),
+        "{name}: ftplib reply\n{out}"
+    );
     assert_eq!(sha256_file(&got), up_sha);
 
     // ftplib upload in active mode (PORT), then REST + RETR.
     let up2 = local.path().join("up2.bin");
     let up2_sha = write_random_file(&up2, 100_000);
-    py_client(addr, &py.clone().active(), &["put", up2.to_str().unwrap(), "up2.bin"])
-        .assert_success();
-    assert_eq!(sha256_file(backend.path("up2.bin")), up2_sha, "{name}: active STOR");
+    py_client(
+        addr,
+        &py.clone().active(),
+        &["put", up2.to_str().unwrap(), "up2.bin"],
+    )
+    .assert_success();
+    assert_eq!(
+        sha256_file(backend.path("up2.bin")),
+        up2_sha,
+        "{name}: active STOR"
+    );
     let part = local.path().join("part.bin");
-    let out = py_client(addr, &py, &["get", "up2.bin", part.to_str().unwrap(), "--rest", "1000"]);
+    let out = py_client(
+        addr,
+        &py,
+        &["get", "up2.bin", part.to_str().unwrap(), "--rest", "1000"],
+    );
     out.assert_success();
     assert_eq!(out.field("bytes"), Some("99000"), "{name}: REST\n{out}");
 
@@ -96,13 +119,29 @@ fn roundtrip(backend: &dyn FtpBackend) {
         );
     }
     // lftp active mode, PORT.
-    lftp_run(addr, &lftp.clone().active().no_epsv(), &["get up2.bin"], local.path())
-        .assert_success();
+    lftp_run(
+        addr,
+        &lftp.clone().active().no_epsv(),
+        &["get up2.bin"],
+        local.path(),
+    )
+    .assert_success();
     assert_eq!(sha256_file(local.path().join("up2.bin")), up2_sha);
 
     // The command log.
     assert!(backend.wait_for_command("QUIT"), "{name}: no QUIT logged");
-    for cmd in ["USER", "PASS", "STOR up.bin", "RETR up.bin", "REST 1000", "EPSV", "PASV", "EPRT", "PORT", "LIST"] {
+    for cmd in [
+        "USER",
+        "PASS",
+        "STOR up.bin",
+        "RETR up.bin",
+        "REST 1000",
+        "EPSV",
+        "PASV",
+        "EPRT",
+        "PORT",
+        "LIST",
+    ] {
         assert!(
             backend.wait_for_command(cmd),
             "{name}: command log lacks {cmd:?}:\n{}",
@@ -111,7 +150,11 @@ fn roundtrip(backend: &dyn FtpBackend) {
     }
     let cmds = backend.commands();
     let rest = cmds.iter().position(|c| c == "REST 1000").unwrap();
-    assert_eq!(cmds[rest + 1], "RETR up2.bin", "{name}: REST then RETR:\n{cmds:?}");
+    assert_eq!(
+        cmds[rest + 1],
+        "RETR up2.bin",
+        "{name}: REST then RETR:\n{cmds:?}"
+    );
 }
 
 #[test]
@@ -153,7 +196,10 @@ fn pyftpdlib_without_epsv_makes_clients_fall_back_to_pasv() {
     curl_download(backend.addr, "a.txt", &out_path, &CurlOptions::plain()).assert_success();
     assert_eq!(std::fs::read(&out_path).unwrap(), b"hello\n");
     let cmds = backend.commands();
-    let epsv = cmds.iter().position(|c| c == "EPSV").expect("curl tried EPSV");
+    let epsv = cmds
+        .iter()
+        .position(|c| c == "EPSV")
+        .expect("curl tried EPSV");
     assert_eq!(cmds[epsv + 1], "PASV", "{cmds:?}");
 
     let out = py_client(backend.addr, &PyClientOptions::plain().epsv(), &["list"]);
@@ -164,7 +210,9 @@ fn pyftpdlib_without_epsv_makes_clients_fall_back_to_pasv() {
 /// Logs in over a raw control connection and returns the reply to `PASV`.
 fn raw_pasv(backend: &dyn FtpBackend) -> String {
     let stream = TcpStream::connect(backend.addr()).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     let mut reply = || {
@@ -195,7 +243,10 @@ fn pyftpdlib_masquerade_address_is_advertised() {
     }
     let zero = PyFtpd::start_with(PyFtpdOptions::masquerade("0.0.0.0"));
     let pasv = raw_pasv(&zero);
-    assert!(pasv.starts_with("227") && pasv.contains("(0,0,0,0,"), "{pasv}");
+    assert!(
+        pasv.starts_with("227") && pasv.contains("(0,0,0,0,"),
+        "{pasv}"
+    );
     // A "foreign" address that is still loopback: never leave 127.0.0.0/8.
     let foreign = PyFtpd::start_with(PyFtpdOptions::masquerade("127.0.0.2"));
     let pasv = raw_pasv(&foreign);
@@ -221,7 +272,10 @@ fn random_files_are_deterministic_and_fast() {
     let b = dir.path().join("b");
     let start = Instant::now();
     let sha = write_random_file(&a, 64 * 1024 * 1024);
-    eprintln!("64 MiB random file written and hashed in {:?}", start.elapsed());
+    eprintln!(
+        "64 MiB random file written and hashed in {:?}",
+        start.elapsed()
+    );
     assert_eq!(std::fs::metadata(&a).unwrap().len(), 64 * 1024 * 1024);
     assert_eq!(sha256_file(&a), sha);
     assert_eq!(write_random_file(&b, 64 * 1024 * 1024), sha);

@@ -267,7 +267,7 @@ mod tests {
         let wire = r[0].encode();
         assert_eq!(
             wire,
-            b"213-status\r\n 227 Entering Passive Mode (6,6,6,6,1,2)\r\n 226 \r\n 213-x\r\n213 end\r\n"
+            b"213-status\r\n 227 Entering Passive Mode (6,6,6,6,1,2)\r\n 226 \r\n213-x\r\n213 end\r\n"
         );
         // Re-parsing the padded form still yields one reply.
         assert_eq!(parse_all(&wire).len(), 1);

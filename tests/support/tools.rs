@@ -73,7 +73,9 @@ const PASS_CRYPT: &str = "$6$ftpsgatetest$2S.yF60TZuMjgNjDz/LNho2HCNcUCMEp0hkIIQ
 
 /// `tests/support` of this crate (where the Python helpers live).
 pub fn support_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("support")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("support")
 }
 
 /// Where `.ci/install-deps.sh` unpacked vsftpd and proftpd: `$FTPSGATE_TOOLS`,
@@ -132,7 +134,12 @@ pub fn tool_available(name: &str) -> bool {
              .ci/install-deps.sh should have installed it"
         ),
         Some(why) => {
-            eprintln!("SKIPPED: no {name} ({why}; run .ci/install-deps.sh as root)");
+            // Straight to the process's stderr, not `eprintln!`: libtest
+            // captures the print macros, and a skip must never be quiet.
+            let _ = writeln!(
+                io::stderr(),
+                "SKIPPED: no {name} ({why}; run .ci/install-deps.sh as root)"
+            );
             false
         }
     }
@@ -141,10 +148,11 @@ pub fn tool_available(name: &str) -> bool {
 /// [`tool_available`] for each of `names` (all checked, so every missing
 /// one is reported); true if all are available.
 pub fn tools_available(names: &[&str]) -> bool {
-    names
-        .iter()
-        .map(|n| tool_available(n))
-        .fold(true, |all, ok| all && ok)
+    let mut all = true;
+    for name in names {
+        all &= tool_available(name);
+    }
+    all
 }
 
 /// Runs `cmd` quietly; `None` if it exited 0, else why not.
@@ -201,8 +209,7 @@ fn daemon_command(name: &str) -> Command {
 /// Lowercase hex SHA-256 of a file's contents.
 pub fn sha256_file(path: impl AsRef<Path>) -> String {
     let path = path.as_ref();
-    let mut file =
-        File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -231,8 +238,7 @@ fn hex(bytes: &[u8]) -> String {
 /// unrelated streams) and returns its SHA-256 in lowercase hex.
 pub fn write_random_file(path: impl AsRef<Path>, len: u64) -> String {
     let path = path.as_ref();
-    let mut file =
-        File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    let mut file = File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     let mut rng = SplitMix64(0x5eed_f7b5_9a7e_0000 ^ len);
     let mut hasher = Sha256::new();
     let mut chunk = vec![0u8; 1 << 20];
@@ -386,7 +392,11 @@ impl std::fmt::Display for ClientOutput {
             "$ {}\nstatus: {}{} after {:?}",
             self.command,
             self.status,
-            if self.timed_out { " (TIMED OUT, killed)" } else { "" },
+            if self.timed_out {
+                " (TIMED OUT, killed)"
+            } else {
+                ""
+            },
             self.elapsed
         )?;
         writeln!(f, "--- stdout ---\n{}", self.stdout)?;
@@ -452,7 +462,9 @@ fn wait_for_greeting(addr: SocketAddr, child: &mut Child, banner: &str) -> io::R
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait()? {
-            return Err(io::Error::other(format!("daemon exited early with {status}")));
+            return Err(io::Error::other(format!(
+                "daemon exited early with {status}"
+            )));
         }
         if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -681,7 +693,9 @@ impl PyFtpd {
         let Some(port) = port else {
             kill_group(&mut child);
             let err = read_log(&dir.path().join("stderr.log"));
-            return Err(io::Error::other(format!("pyftpd_backend.py printed no port; stderr:\n{err}")));
+            return Err(io::Error::other(format!(
+                "pyftpd_backend.py printed no port; stderr:\n{err}"
+            )));
         };
         let addr = loopback(port);
         if let Err(e) = wait_for_greeting(addr, &mut child, "ftpsgate-pyftpd") {
@@ -794,11 +808,17 @@ pub struct Vsftpd {
 impl Vsftpd {
     /// Starts vsftpd. Panics if it cannot start.
     pub fn start() -> Self {
-        Self::try_start().unwrap_or_else(|e| panic!("starting vsftpd backend: {e}"))
+        Self::start_with("")
     }
 
-    /// Starts vsftpd.
-    pub fn try_start() -> io::Result<Self> {
+    /// Starts vsftpd with `extra_conf` (`key=value` lines) appended to the
+    /// generated config; later lines win. Panics if it cannot start.
+    pub fn start_with(extra_conf: &str) -> Self {
+        Self::try_start(extra_conf).unwrap_or_else(|e| panic!("starting vsftpd backend: {e}"))
+    }
+
+    /// Starts vsftpd with `extra_conf` appended to the generated config.
+    pub fn try_start(extra_conf: &str) -> io::Result<Self> {
         let (dir, root) = make_dirs("ftpsgate-vsftpd-");
         let empty = dir.path().join("empty");
         fs::create_dir(&empty)?;
@@ -822,7 +842,8 @@ impl Vsftpd {
                      pasv_enable=YES\nport_enable=YES\nconnect_from_port_20=NO\n\
                      max_clients=0\nmax_per_ip=0\n\
                      log_ftp_protocol=YES\nxferlog_enable=YES\nxferlog_std_format=NO\n\
-                     syslog_enable=NO\ndual_log_enable=NO\nvsftpd_log_file={log}\n",
+                     syslog_enable=NO\ndual_log_enable=NO\nvsftpd_log_file={log}\n\
+                     {extra_conf}\n",
                     root = root.display(),
                     pam = VSFTPD_PAM_SERVICE,
                     empty = empty.display(),
@@ -910,11 +931,17 @@ pub struct Proftpd {
 impl Proftpd {
     /// Starts proftpd. Panics if it cannot start.
     pub fn start() -> Self {
-        Self::try_start().unwrap_or_else(|e| panic!("starting proftpd backend: {e}"))
+        Self::start_with("")
     }
 
-    /// Starts proftpd.
-    pub fn try_start() -> io::Result<Self> {
+    /// Starts proftpd with `extra_conf` (directive lines) appended to the
+    /// generated config. Panics if it cannot start.
+    pub fn start_with(extra_conf: &str) -> Self {
+        Self::try_start(extra_conf).unwrap_or_else(|e| panic!("starting proftpd backend: {e}"))
+    }
+
+    /// Starts proftpd with `extra_conf` appended to the generated config.
+    pub fn try_start(extra_conf: &str) -> io::Result<Self> {
         let (dir, root) = make_dirs("ftpsgate-proftpd-");
         let d = dir.path();
         let passwd = d.join("passwd");
@@ -922,7 +949,10 @@ impl Proftpd {
         // proftpd refuses world-readable AuthUserFiles.
         fs::write(
             &passwd,
-            format!("{USER}:{PASS_CRYPT}:65534:65534::{}:/bin/false\n", root.display()),
+            format!(
+                "{USER}:{PASS_CRYPT}:65534:65534::{}:/bin/false\n",
+                root.display()
+            ),
         )?;
         fs::write(&group, "nogroup:x:65534:\n")?;
         fs::set_permissions(&passwd, fs::Permissions::from_mode(0o600))?;
@@ -950,7 +980,8 @@ impl Proftpd {
                      ScoreboardFile {d}/proftpd.scoreboard\nPidFile {d}/proftpd.pid\n\
                      SystemLog {d}/system.log\nTransferLog NONE\n\
                      LogFormat ftpsgate \"%m %J\"\n\
-                     ExtendedLog {log} ALL ftpsgate\n",
+                     ExtendedLog {log} ALL ftpsgate\n\
+                     {extra_conf}\n",
                     passwd = passwd.display(),
                     group = group.display(),
                     d = d.display(),
@@ -1130,8 +1161,10 @@ impl CurlOptions {
         // -v: the handshake and every FTP command/reply on stderr, so tests
         // can assert on them (e.g. "SSL re-using session ID").
         cmd.args(["-sS", "-v", "--connect-timeout", "20"]);
-        cmd.arg("--max-time").arg(self.timeout.as_secs().max(1).to_string());
-        cmd.arg("--user").arg(format!("{}:{}", self.user, self.pass));
+        cmd.arg("--max-time")
+            .arg(self.timeout.as_secs().max(1).to_string());
+        cmd.arg("--user")
+            .arg(format!("{}:{}", self.user, self.pass));
         let scheme = match self.tls {
             Tls::None => "ftp",
             Tls::Explicit => {
@@ -1197,7 +1230,10 @@ pub fn curl_list(addr: SocketAddr, dir: &str, opts: &CurlOptions) -> ClientOutpu
     if !dir.is_empty() {
         dir.push('/');
     }
-    run_with_timeout(opts.command(addr, &dir), opts.timeout + Duration::from_secs(5))
+    run_with_timeout(
+        opts.command(addr, &dir),
+        opts.timeout + Duration::from_secs(5),
+    )
 }
 
 /// Options for [`lftp_run`]. `LftpOptions::default()` is explicit FTPS with
