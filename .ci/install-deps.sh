@@ -64,7 +64,7 @@ if python3 -c "import pyftpdlib, sys; sys.exit(pyftpdlib.__ver__ != '${PYFTPDLIB
     log "pyftpdlib ${PYFTPDLIB_VERSION} already installed"
 else
     log "pip install pyftpdlib==${PYFTPDLIB_VERSION}"
-    python3 -m pip install -q --disable-pip-version-check \
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
         "pyftpdlib==${PYFTPDLIB_VERSION}"
 fi
 
@@ -108,7 +108,9 @@ if ! getent passwd "$VSFTPD_USER" >/dev/null; then
         --shell /usr/sbin/nologin "$VSFTPD_USER"
 fi
 # vsftpd chdirs to the home directory before `local_root`, so it must exist.
-usermod --home / "$VSFTPD_USER"
+if [ "$(getent passwd "$VSFTPD_USER" | cut -d: -f6)" != "/" ]; then
+    usermod --home / "$VSFTPD_USER"
+fi
 echo "${VSFTPD_USER}:${VSFTPD_PASS}" | chpasswd
 cat >"/etc/pam.d/${PAM_SERVICE}" <<'EOF'
 # Written by ftpsgate .ci/install-deps.sh: PAM service for the vsftpd test

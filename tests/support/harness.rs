@@ -36,7 +36,11 @@ impl Proxy {
         let (tx, rx) = std::sync::mpsc::channel();
         let stop2 = stop.clone();
         let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let server = Server::bind(settings).await.expect("bind proxy");
                 tx.send(server.local_addrs()).unwrap();
@@ -44,9 +48,20 @@ impl Proxy {
             });
         });
         let addrs = rx.recv().expect("proxy started");
-        let addr = addrs.iter().find(|(m, _)| *m == Mode::Explicit).map(|(_, a)| *a);
-        let implicit = addrs.iter().find(|(m, _)| *m == Mode::Implicit).map(|(_, a)| *a);
-        Proxy { addr: addr.or(implicit).unwrap(), implicit, stop, thread: Some(thread) }
+        let addr = addrs
+            .iter()
+            .find(|(m, _)| *m == Mode::Explicit)
+            .map(|(_, a)| *a);
+        let implicit = addrs
+            .iter()
+            .find(|(m, _)| *m == Mode::Implicit)
+            .map(|(_, a)| *a);
+        Proxy {
+            addr: addr.or(implicit).unwrap(),
+            implicit,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -90,7 +105,9 @@ impl ServerCertVerifier for AnyCert {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -145,7 +162,11 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> (Client, Got) {
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut c = Client { ctl: Ctl::Plain(BufReader::new(tcp)), tls: client_config(), addr };
+        let mut c = Client {
+            ctl: Ctl::Plain(BufReader::new(tcp)),
+            tls: client_config(),
+            addr,
+        };
         let g = c.read();
         (c, g)
     }
@@ -155,8 +176,13 @@ impl Client {
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let tls = client_config();
-        let conn = ClientConnection::new(tls.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
-        let mut c = Client { ctl: Ctl::Tls(Box::new(BufReader::new(StreamOwned::new(conn, tcp)))), tls, addr };
+        let conn =
+            ClientConnection::new(tls.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut c = Client {
+            ctl: Ctl::Tls(Box::new(BufReader::new(StreamOwned::new(conn, tcp)))),
+            tls,
+            addr,
+        };
         let g = c.read();
         (c, g)
     }
@@ -197,7 +223,10 @@ impl Client {
             if first.as_bytes().get(3) != Some(&b'-') {
                 return Some(Got { code, lines });
             }
-            if lines.len() > 1 && line.starts_with(&first[..3]) && line.as_bytes().get(3) == Some(&b' ') {
+            if lines.len() > 1
+                && line.starts_with(&first[..3])
+                && line.as_bytes().get(3) == Some(&b' ')
+            {
                 return Some(Got { code, lines });
             }
         }
@@ -213,11 +242,16 @@ impl Client {
     pub fn auth_tls(&mut self) {
         let g = self.cmd("AUTH TLS");
         assert_eq!(g.code, 234, "{g:?}");
-        let Ctl::Plain(r) = std::mem::replace(&mut self.ctl, Ctl::Plain(BufReader::new(TcpStream::connect(self.addr).unwrap()))) else {
+        let Ctl::Plain(r) = std::mem::replace(
+            &mut self.ctl,
+            Ctl::Plain(BufReader::new(TcpStream::connect(self.addr).unwrap())),
+        ) else {
             panic!("already TLS");
         };
         let tcp = r.into_inner();
-        let conn = ClientConnection::new(self.tls.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let conn =
+            ClientConnection::new(self.tls.clone(), ServerName::try_from("localhost").unwrap())
+                .unwrap();
         let mut s = StreamOwned::new(conn, tcp);
         while s.conn.is_handshaking() {
             s.conn.complete_io(&mut s.sock).unwrap();
@@ -246,7 +280,9 @@ impl Client {
     pub fn data_tls(&self, addr: SocketAddr) -> StreamOwned<ClientConnection, TcpStream> {
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let conn = ClientConnection::new(self.tls.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let conn =
+            ClientConnection::new(self.tls.clone(), ServerName::try_from("localhost").unwrap())
+                .unwrap();
         let mut s = StreamOwned::new(conn, tcp);
         while s.conn.is_handshaking() {
             s.conn.complete_io(&mut s.sock).unwrap();
@@ -261,7 +297,8 @@ impl Client {
         let mut data = self.data_tls(data_addr);
         let prelim = self.read();
         let mut buf = Vec::new();
-        data.read_to_end(&mut buf).expect("download ends with close_notify");
+        data.read_to_end(&mut buf)
+            .expect("download ends with close_notify");
         let fin = self.read();
         (prelim, buf, fin)
     }
@@ -322,11 +359,19 @@ impl Scripted {
 
     /// True if any received line starts with `verb` (case-insensitive).
     pub fn saw(&self, verb: &str) -> bool {
-        self.seen().iter().any(|l| l.to_ascii_uppercase().starts_with(&verb.to_ascii_uppercase()))
+        self.seen().iter().any(|l| {
+            l.to_ascii_uppercase()
+                .starts_with(&verb.to_ascii_uppercase())
+        })
     }
 }
 
-fn serve(conn: TcpStream, greeting: &str, rule: &Rule, seen: &Mutex<Vec<String>>) -> io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    greeting: &str,
+    rule: &Rule,
+    seen: &Mutex<Vec<String>>,
+) -> io::Result<()> {
     let mut w = conn.try_clone()?;
     w.write_all(greeting.as_bytes())?;
     let mut r = BufReader::new(conn);

@@ -812,7 +812,9 @@ impl Vsftpd {
     }
 
     /// Starts vsftpd with `extra_conf` (`key=value` lines) appended to the
-    /// generated config; later lines win. Panics if it cannot start.
+    /// generated config; later lines win. The greeting must stay plaintext
+    /// (readiness reads it), so `implicit_ssl=YES` cannot be used; explicit
+    /// `ssl_enable=YES` can. Panics if it cannot start.
     pub fn start_with(extra_conf: &str) -> Self {
         Self::try_start(extra_conf).unwrap_or_else(|e| panic!("starting vsftpd backend: {e}"))
     }
