@@ -192,7 +192,11 @@ impl Settings {
             list.iter()
                 .map(|s| {
                     s.parse::<SocketAddr>().map_err(|_| {
-                        err(key, src, format!("`{s}` is not an IP:PORT address (IPv6 as [::1]:990)"))
+                        err(
+                            key,
+                            src,
+                            format!("`{s}` is not an IP:PORT address (IPv6 as [::1]:990)"),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -200,11 +204,19 @@ impl Settings {
         let listen = parse_addrs("listen", pick_list!(listen))?;
         let implicit_listen = parse_addrs("implicit_listen", pick_list!(implicit_listen))?;
         if listen.is_empty() && implicit_listen.is_empty() {
-            return Err(err("listen", &name, "no listener: set listen (explicit FTPS) and/or implicit_listen".into()));
+            return Err(err(
+                "listen",
+                &name,
+                "no listener: set listen (explicit FTPS) and/or implicit_listen".into(),
+            ));
         }
 
         let Some((backend, src)) = pick!(backend) else {
-            return Err(err("backend", &name, "missing: the plaintext FTP server as HOST:PORT".into()));
+            return Err(err(
+                "backend",
+                &name,
+                "missing: the plaintext FTP server as HOST:PORT".into(),
+            ));
         };
         validate_host_port(&backend).map_err(|m| err("backend", src, m))?;
 
@@ -221,10 +233,10 @@ impl Settings {
             s.passive_ports = Some(parse_range(&v).map_err(|m| err("passive_ports", src, m))?);
         }
         if let Some((v, src)) = pick!(public_address) {
-            s.public_address = Some(
-                v.parse()
-                    .map_err(|_| err("public_address", src, format!("`{v}` is not an IP address")))?,
-            );
+            s.public_address =
+                Some(v.parse().map_err(|_| {
+                    err("public_address", src, format!("`{v}` is not an IP address"))
+                })?);
         }
         if let Some((v, src)) = pick!(control_tls) {
             s.control_tls = parse_requirement(&v).map_err(|m| err("control_tls", src, m))?;
@@ -243,22 +255,39 @@ impl Settings {
             s.backend_data = match v.as_str() {
                 "passive" => BackendData::Passive,
                 "active" => BackendData::Active,
-                _ => return Err(err("backend_data", src, format!("`{v}`: expected passive or active"))),
+                _ => {
+                    return Err(err(
+                        "backend_data",
+                        src,
+                        format!("`{v}`: expected passive or active"),
+                    ))
+                }
             };
         }
-        s.require_session_reuse = args.require_session_reuse || file.require_session_reuse.unwrap_or(false);
+        s.require_session_reuse =
+            args.require_session_reuse || file.require_session_reuse.unwrap_or(false);
         s.client_ca = pick!(client_ca).map(|(v, _)| v);
         if let Some((v, src)) = pick!(client_cert) {
             s.client_cert = parse_requirement(&v).map_err(|m| err("client_cert", src, m))?;
             if s.client_ca.is_none() {
-                return Err(err("client_cert", src, "needs client_ca (the CA bundle to verify against)".into()));
+                return Err(err(
+                    "client_cert",
+                    src,
+                    "needs client_ca (the CA bundle to verify against)".into(),
+                ));
             }
         }
         if let Some((v, src)) = pick!(upload_eof) {
             s.upload_eof = match v.as_str() {
                 "strict" => UploadEof::Strict,
                 "lenient" => UploadEof::Lenient,
-                _ => return Err(err("upload_eof", src, format!("`{v}`: expected strict or lenient"))),
+                _ => {
+                    return Err(err(
+                        "upload_eof",
+                        src,
+                        format!("`{v}`: expected strict or lenient"),
+                    ))
+                }
             };
         }
         if let Some((v, src)) = pick!(idle_timeout) {
@@ -279,7 +308,11 @@ impl Settings {
             }
             s.max_sessions = v;
         }
-        for (key, path) in [("cert", &s.cert), ("key", &s.key), ("client_ca", &s.client_ca)] {
+        for (key, path) in [
+            ("cert", &s.cert),
+            ("key", &s.key),
+            ("client_ca", &s.client_ca),
+        ] {
             if let Some(p) = path {
                 if !p.is_file() {
                     return Err(err(key, &name, format!("{}: no such file", p.display())));
@@ -308,9 +341,18 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
             .nth(1)
             .filter(|_| msg.starts_with("unknown field"))
             .map(str::to_string)
-            .or_else(|| msg.split(':').next().filter(|k| !k.contains(' ')).map(str::to_string))
+            .or_else(|| {
+                msg.split(':')
+                    .next()
+                    .filter(|k| !k.contains(' '))
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "yaml".into());
-        ConfigError { source_name: name, key, message: msg }
+        ConfigError {
+            source_name: name,
+            key,
+            message: msg,
+        }
     })
 }
 
@@ -319,15 +361,27 @@ fn validate_host_port(s: &str) -> Result<(), String> {
         return Ok(());
     }
     match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains(':')
+                && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+        {
+            Ok(())
+        }
         _ => Err(format!("`{s}` is not HOST:PORT")),
     }
 }
 
 fn parse_range(s: &str) -> Result<PortRange, String> {
-    let (low, high) = s.split_once('-').ok_or_else(|| format!("`{s}`: expected LOW-HIGH, e.g. 50000-50100"))?;
+    let (low, high) = s
+        .split_once('-')
+        .ok_or_else(|| format!("`{s}`: expected LOW-HIGH, e.g. 50000-50100"))?;
     let port = |p: &str| {
-        p.trim().parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("`{p}` is not a port (1-65535)"))
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("`{p}` is not a port (1-65535)"))
     };
     let (low, high) = (port(low)?, port(high)?);
     if low > high {
@@ -370,8 +424,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = Settings::resolve(&args(|a| a.passive_ports = Some("5000-4000".into()))).unwrap_err();
-        assert_eq!(e.to_string(), "command line: passive_ports: low (5000) is above high (4000)");
+        let e =
+            Settings::resolve(&args(|a| a.passive_ports = Some("5000-4000".into()))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "command line: passive_ports: low (5000) is above high (4000)"
+        );
         let e = Settings::resolve(&args(|a| a.backend = Some("nohost".into()))).unwrap_err();
         assert_eq!(e.key, "backend");
         let e = Settings::resolve(&args(|a| a.ccc = Some("maybe".into()))).unwrap_err();
@@ -385,14 +443,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.yaml");
         std::fs::write(&path, "listen: ['127.0.0.1:990']\nbackend: legacy.example:21\ndata_tls: optional\npassive_ports: 50000-50010\n").unwrap();
-        let a = ServeArgs { config: Some(path.clone()), data_tls: Some("required".into()), ..Default::default() };
+        let a = ServeArgs {
+            config: Some(path.clone()),
+            data_tls: Some("required".into()),
+            ..Default::default()
+        };
         let s = Settings::resolve(&a).unwrap();
         assert_eq!(s.data_tls, Requirement::Required);
-        assert_eq!(s.passive_ports, Some(PortRange { low: 50000, high: 50010 }));
+        assert_eq!(
+            s.passive_ports,
+            Some(PortRange {
+                low: 50000,
+                high: 50010
+            })
+        );
         assert_eq!(s.backend, "legacy.example:21");
 
-        std::fs::write(&path, "listen: ['127.0.0.1:990']\nbackend: h:21\nbogus: 1\n").unwrap();
-        let e = Settings::resolve(&ServeArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err();
+        std::fs::write(
+            &path,
+            "listen: ['127.0.0.1:990']\nbackend: h:21\nbogus: 1\n",
+        )
+        .unwrap();
+        let e = Settings::resolve(&ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert_eq!(e.key, "bogus");
         assert!(e.to_string().starts_with(&path.display().to_string()));
     }

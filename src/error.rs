@@ -34,7 +34,11 @@ fn service_unavailable() -> Reply {
 
 impl SessionError {
     fn new(side: Side, message: impl Into<String>, reply: Option<Reply>) -> SessionError {
-        SessionError { side, message: message.into(), reply }
+        SessionError {
+            side,
+            message: message.into(),
+            reply,
+        }
     }
 
     /// The backend broke the protocol or vanished: 421.
@@ -49,7 +53,14 @@ impl SessionError {
 
     /// The backend is unreachable at session start: 421.
     pub fn backend_down(message: String) -> SessionError {
-        Self::new(Side::Backend, message, Some(Reply::new(421, "Service not available: the FTP server cannot be reached.")))
+        Self::new(
+            Side::Backend,
+            message,
+            Some(Reply::new(
+                421,
+                "Service not available: the FTP server cannot be reached.",
+            )),
+        )
     }
 
     /// The backend said goodbye itself; its reply has already been relayed.
@@ -64,7 +75,11 @@ impl SessionError {
 
     /// The client connection failed; nothing can be said.
     pub fn client_io(e: io::Error) -> SessionError {
-        Self::new(Side::Client, format!("client control connection: {e}"), None)
+        Self::new(
+            Side::Client,
+            format!("client control connection: {e}"),
+            None,
+        )
     }
 
     /// The client must be cut off without a reply (failed TLS handshake, injection attempt).
@@ -114,8 +129,13 @@ mod tests {
     fn mapping() {
         assert_eq!(SessionError::backend("x").reply().unwrap().code, 421);
         assert!(SessionError::client_silent("x".into()).reply().is_none());
-        assert_eq!(SessionError::backend_down("x".into()).reply().unwrap().code, 421);
-        let r = SessionError::internal_reply(Reply::new(421, "Idle"), "idle").reply().unwrap();
+        assert_eq!(
+            SessionError::backend_down("x".into()).reply().unwrap().code,
+            421
+        );
+        let r = SessionError::internal_reply(Reply::new(421, "Idle"), "idle")
+            .reply()
+            .unwrap();
         assert_eq!(r.text(), "Idle");
     }
 }

@@ -61,7 +61,10 @@ impl Server {
             info!(sha256 = %tls.fingerprint, "certificate loaded");
         }
         let mut listeners = Vec::new();
-        for (mode, addrs) in [(Mode::Explicit, &settings.listen), (Mode::Implicit, &settings.implicit_listen)] {
+        for (mode, addrs) in [
+            (Mode::Explicit, &settings.listen),
+            (Mode::Implicit, &settings.implicit_listen),
+        ] {
             for addr in addrs {
                 let l = bind_listener(*addr).with_context(|| format!("cannot listen on {addr}"))?;
                 listeners.push((mode, l));
@@ -79,7 +82,10 @@ impl Server {
 
     /// The bound addresses, in configuration order.
     pub fn local_addrs(&self) -> Vec<(Mode, SocketAddr)> {
-        self.listeners.iter().filter_map(|(m, l)| l.local_addr().ok().map(|a| (*m, a))).collect()
+        self.listeners
+            .iter()
+            .filter_map(|(m, l)| l.local_addr().ok().map(|a| (*m, a)))
+            .collect()
     }
 
     /// The certificate's SHA-256 fingerprint.
@@ -101,20 +107,33 @@ impl Server {
         }
         shutdown.cancelled().await;
         tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
             warn!("shutdown grace period over; remaining sessions are dropped");
         }
     }
 }
 
 fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
 }
 
-async fn accept_loop(listener: TcpListener, mode: Mode, shared: Arc<Shared>, stop: CancellationToken, tracker: TaskTracker) {
+async fn accept_loop(
+    listener: TcpListener,
+    mode: Mode,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
     loop {
         let (mut tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -131,7 +150,9 @@ async fn accept_loop(listener: TcpListener, mode: Mode, shared: Arc<Shared>, sto
         let Ok(permit) = shared.sessions.clone().try_acquire_owned() else {
             warn!(%peer, "session limit reached; refusing connection");
             if mode == Mode::Explicit {
-                let _ = tcp.write_all(b"421 Too many connections; try again later.\r\n").await;
+                let _ = tcp
+                    .write_all(b"421 Too many connections; try again later.\r\n")
+                    .await;
             }
             continue;
         };

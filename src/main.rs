@@ -21,14 +21,16 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Check { config }) => check(config),
-        Some(Command::Cert { hostname, cert_out, key_out }) => {
-            ftpsgate::tls::write_self_signed(&hostname, &cert_out, &key_out).map(|fp| {
-                println!("wrote {} and {}", cert_out.display(), key_out.display());
-                println!("SHA-256 fingerprint: {fp}");
-            })
-        }
+        Some(Command::Cert {
+            hostname,
+            cert_out,
+            key_out,
+        }) => ftpsgate::tls::write_self_signed(&hostname, &cert_out, &key_out).map(|fp| {
+            println!("wrote {} and {}", cert_out.display(), key_out.display());
+            println!("SHA-256 fingerprint: {fp}");
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,7 +42,10 @@ fn main() -> ExitCode {
 }
 
 fn check(config: std::path::PathBuf) -> anyhow::Result<()> {
-    let args = ServeArgs { config: Some(config.clone()), ..Default::default() };
+    let args = ServeArgs {
+        config: Some(config.clone()),
+        ..Default::default()
+    };
     let settings = Settings::resolve(&args)?;
     ftpsgate::tls::TlsContext::from_settings(&settings)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;

@@ -48,7 +48,11 @@ pub struct TlsError {
 }
 
 fn tls_err(key: &'static str, path: &Path, message: impl ToString) -> TlsError {
-    TlsError { key, path: path.display().to_string(), message: message.to_string() }
+    TlsError {
+        key,
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
 }
 
 impl TlsContext {
@@ -77,11 +81,13 @@ impl TlsContext {
                     path: "(ephemeral)".into(),
                     message: e.to_string(),
                 })?;
-                let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|e| TlsError {
-                    key: "cert",
-                    path: "(ephemeral)".into(),
-                    message: e.to_string(),
-                })?];
+                let chain = vec![
+                    CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|e| TlsError {
+                        key: "cert",
+                        path: "(ephemeral)".into(),
+                        message: e.to_string(),
+                    })?,
+                ];
                 (chain, key, true)
             }
         };
@@ -95,32 +101,51 @@ impl TlsContext {
             None => builder.with_no_client_auth(),
             Some(ca) => {
                 let mut roots = RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(ca).map_err(|e| tls_err("client_ca", ca, e))? {
-                    roots.add(cert.map_err(|e| tls_err("client_ca", ca, e))?).map_err(|e| tls_err("client_ca", ca, e))?;
+                for cert in
+                    CertificateDer::pem_file_iter(ca).map_err(|e| tls_err("client_ca", ca, e))?
+                {
+                    roots
+                        .add(cert.map_err(|e| tls_err("client_ca", ca, e))?)
+                        .map_err(|e| tls_err("client_ca", ca, e))?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let verifier = match settings.client_cert {
                     Requirement::Required => verifier,
                     Requirement::Optional => verifier.allow_unauthenticated(),
                 };
-                builder.with_client_cert_verifier(verifier.build().map_err(|e| tls_err("client_ca", ca, e))?)
+                builder.with_client_cert_verifier(
+                    verifier.build().map_err(|e| tls_err("client_ca", ca, e))?,
+                )
             }
         };
         let key_path = settings.key.clone().unwrap_or_default();
-        let mut control = builder.with_single_cert(chain, key).map_err(|e| tls_err("key", &key_path, e))?;
+        let mut control = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| tls_err("key", &key_path, e))?;
         control.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-        control.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| tls_err("cert", Path::new("-"), e))?;
+        control.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| tls_err("cert", Path::new("-"), e))?;
         control.max_early_data_size = 0;
         control.send_half_rtt_data = false;
         let mut data = control.clone();
         data.send_tls13_tickets = 0;
-        Ok(TlsContext { control: Arc::new(control), data: Arc::new(data), fingerprint, ephemeral })
+        Ok(TlsContext {
+            control: Arc::new(control),
+            data: Arc::new(data),
+            fingerprint,
+            ephemeral,
+        })
     }
 }
 
 /// SHA-256 over the DER certificate, as colon-separated upper-case hex.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    Sha256::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// A self-signed certificate and key for `hostname` (DNS name or IP), as PEM.
@@ -136,12 +161,18 @@ pub fn generate(hostname: &str) -> Result<(String, String), rcgen::Error> {
 }
 
 /// The `cert` subcommand: writes a self-signed pair, the key with mode 0600.
-pub fn write_self_signed(hostname: &str, cert_out: &Path, key_out: &Path) -> anyhow::Result<String> {
+pub fn write_self_signed(
+    hostname: &str,
+    cert_out: &Path,
+    key_out: &Path,
+) -> anyhow::Result<String> {
     use anyhow::Context;
     let (cert, key) = generate(hostname).context("generating the certificate")?;
     std::fs::write(cert_out, &cert).with_context(|| format!("writing {}", cert_out.display()))?;
-    write_private(key_out, key.as_bytes()).with_context(|| format!("writing {}", key_out.display()))?;
-    let der = CertificateDer::from_pem_slice(cert.as_bytes()).context("re-reading the certificate")?;
+    write_private(key_out, key.as_bytes())
+        .with_context(|| format!("writing {}", key_out.display()))?;
+    let der =
+        CertificateDer::from_pem_slice(cert.as_bytes()).context("re-reading the certificate")?;
     Ok(fingerprint(&der))
 }
 
@@ -149,7 +180,12 @@ pub fn write_self_signed(hostname: &str, cert_out: &Path, key_out: &Path) -> any
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)
 }
 

@@ -23,7 +23,10 @@ fn setup() -> (Scripted, Proxy) {
 
 #[test]
 fn multi_line_greeting_is_relayed_verbatim() {
-    let backend = Scripted::start("220-Welcome\r\n220-to legacy\r\n220 ready\r\n", default_rule());
+    let backend = Scripted::start(
+        "220-Welcome\r\n220-to legacy\r\n220 ready\r\n",
+        default_rule(),
+    );
     let proxy = Proxy::spawn(backend.addr, |_| {});
     let (_c, g) = Client::connect(proxy.addr);
     assert_eq!(g.lines, ["220-Welcome", "220-to legacy", "220 ready"]);
@@ -41,10 +44,18 @@ fn login_before_tls_gets_530_and_backend_never_sees_it() {
     c.send_raw(b"NOOP\nUSER alice\r\n");
     assert_eq!(c.read().code, 200);
     assert_eq!(c.read().code, 530);
-    assert!(!backend.saw("USER") && !backend.saw("PASS") && !backend.saw("RETR"), "{:?}", backend.seen());
+    assert!(
+        !backend.saw("USER") && !backend.saw("PASS") && !backend.saw("RETR"),
+        "{:?}",
+        backend.seen()
+    );
     c.login_secure("alice", "secret");
     assert!(backend.saw("USER alice"));
-    assert!(!backend.saw("AUTH") && !backend.saw("PBSZ") && !backend.saw("PROT"), "{:?}", backend.seen());
+    assert!(
+        !backend.saw("AUTH") && !backend.saw("PBSZ") && !backend.saw("PROT"),
+        "{:?}",
+        backend.seen()
+    );
 }
 
 #[test]
@@ -76,7 +87,11 @@ fn auth_variants_and_security_commands_are_answered_locally() {
     assert_eq!(c.cmd("REIN").code, 502);
     assert_eq!(c.cmd("MODE B").code, 504);
     for verb in ["AUTH", "ADAT", "MIC", "PBSZ", "PROT", "CCC", "REIN", "MODE"] {
-        assert!(!backend.saw(verb), "backend saw {verb}: {:?}", backend.seen());
+        assert!(
+            !backend.saw(verb),
+            "backend saw {verb}: {:?}",
+            backend.seen()
+        );
     }
 }
 
@@ -91,10 +106,14 @@ fn garbage_instead_of_client_hello_closes_without_reply() {
     s.write_all(b"AUTH TLS\r\n").unwrap();
     let n = s.read(&mut buf).unwrap();
     assert!(buf[..n].starts_with(b"234"));
-    s.write_all(b"this is not a ClientHello at all\r\n\r\n").unwrap();
+    s.write_all(b"this is not a ClientHello at all\r\n\r\n")
+        .unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(!rest.windows(3).any(|w| w == b"220" || w == b"500"), "no FTP reply after a failed handshake: {rest:?}");
+    assert!(
+        !rest.windows(3).any(|w| w == b"220" || w == b"500"),
+        "no FTP reply after a failed handshake: {rest:?}"
+    );
 }
 
 #[test]
@@ -107,8 +126,16 @@ fn plaintext_pipelined_after_auth_is_never_executed() {
     s.write_all(b"AUTH TLS\r\nUSER mallory\r\n").unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(rest.starts_with(b"234"), "{:?}", String::from_utf8_lossy(&rest));
-    assert_eq!(rest.len(), b"234 AUTH TLS successful; start the TLS handshake.\r\n".len(), "connection closed after 234");
+    assert!(
+        rest.starts_with(b"234"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert_eq!(
+        rest.len(),
+        b"234 AUTH TLS successful; start the TLS handshake.\r\n".len(),
+        "connection closed after 234"
+    );
     assert!(!backend.saw("USER"), "{:?}", backend.seen());
 }
 
@@ -118,8 +145,19 @@ fn feat_before_and_after_auth() {
     let (mut c, _) = Client::connect(proxy.addr);
     let g = c.cmd("FEAT");
     assert_eq!(g.code, 211);
-    let body: Vec<&str> = g.lines[1..g.lines.len() - 1].iter().map(String::as_str).collect();
-    for f in [" AUTH TLS", " PBSZ", " PROT", " EPSV", " EPRT", " MDTM", " SIZE"] {
+    let body: Vec<&str> = g.lines[1..g.lines.len() - 1]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    for f in [
+        " AUTH TLS",
+        " PBSZ",
+        " PROT",
+        " EPSV",
+        " EPRT",
+        " MDTM",
+        " SIZE",
+    ] {
         assert!(body.contains(&f), "{f} missing from {body:?}");
     }
     assert!(body.iter().all(|l| l.starts_with(' ')));
@@ -127,7 +165,13 @@ fn feat_before_and_after_auth() {
     assert_eq!(c.cmd("FEAT").code, 211);
 
     // A backend that refuses FEAT gets a synthesised list.
-    let backend = Scripted::start("220 hi\r\n", Arc::new(|l: &str| l.starts_with("FEAT").then(|| "500 Unknown command\r\n".into())));
+    let backend = Scripted::start(
+        "220 hi\r\n",
+        Arc::new(|l: &str| {
+            l.starts_with("FEAT")
+                .then(|| "500 Unknown command\r\n".into())
+        }),
+    );
     let proxy = Proxy::spawn(backend.addr, |_| {});
     let (mut c, _) = Client::connect(proxy.addr);
     let g = c.cmd("FEAT");
@@ -181,7 +225,11 @@ fn transfers_without_prot_p_are_522_and_backend_untouched() {
     c.cmd("PROT C");
     assert_eq!(c.cmd("RETR f").code, 522);
     for verb in ["LIST", "RETR", "STOR", "APPE", "STOU", "NLST", "MLSD"] {
-        assert!(!backend.saw(verb), "backend saw {verb}: {:?}", backend.seen());
+        assert!(
+            !backend.saw(verb),
+            "backend saw {verb}: {:?}",
+            backend.seen()
+        );
     }
 }
 
@@ -189,7 +237,10 @@ fn transfers_without_prot_p_are_522_and_backend_untouched() {
 fn refused_transfer_leaves_no_data_listener() {
     let backend = Scripted::start(
         "220 hi\r\n",
-        Arc::new(|l: &str| l.starts_with("PASV").then(|| "227 Entering Passive Mode (127,0,0,1,0,9)\r\n".into())),
+        Arc::new(|l: &str| {
+            l.starts_with("PASV")
+                .then(|| "227 Entering Passive Mode (127,0,0,1,0,9)\r\n".into())
+        }),
     );
     let proxy = Proxy::spawn(backend.addr, |_| {});
     let (mut c, _) = Client::connect(proxy.addr);
@@ -213,9 +264,17 @@ fn refused_transfer_leaves_no_data_listener() {
 fn epsv_pasv_port_shapes() {
     let backend = Scripted::start(
         "220 hi\r\n",
-        Arc::new(|l: &str| l.starts_with("PASV").then(|| "227 Entering Passive Mode (0,0,0,0,0,9)\r\n".into())),
+        Arc::new(|l: &str| {
+            l.starts_with("PASV")
+                .then(|| "227 Entering Passive Mode (0,0,0,0,0,9)\r\n".into())
+        }),
     );
-    let proxy = Proxy::spawn(backend.addr, |s| s.passive_ports = Some(ftpsgate::config::PortRange { low: 40000, high: 40999 }));
+    let proxy = Proxy::spawn(backend.addr, |s| {
+        s.passive_ports = Some(ftpsgate::config::PortRange {
+            low: 40000,
+            high: 40999,
+        })
+    });
     let (mut c, _) = Client::connect(proxy.addr);
     c.auth_tls();
     c.cmd("USER a");
@@ -227,7 +286,10 @@ fn epsv_pasv_port_shapes() {
     assert_eq!(*a.ip(), std::net::Ipv4Addr::LOCALHOST);
     assert!((40000..=40999).contains(&a.port()));
     let g = c.cmd("EPSV");
-    assert!(g.text().starts_with("Entering Extended Passive Mode (|||"), "{g:?}");
+    assert!(
+        g.text().starts_with("Entering Extended Passive Mode (|||"),
+        "{g:?}"
+    );
     assert_eq!(c.cmd("EPSV 2").code, 522);
     assert_eq!(c.cmd("PORT 127,0,0,2,4,0").code, 500);
     assert_eq!(c.cmd("PORT 127,0,0,1,0,21").code, 504);
@@ -235,7 +297,11 @@ fn epsv_pasv_port_shapes() {
     assert_eq!(c.cmd("EPSV ALL").code, 200);
     assert_eq!(c.cmd("PASV").code, 501);
     assert_eq!(c.cmd("PORT 127,0,0,1,4,0").code, 501);
-    assert!(!backend.saw("EPSV"), "EPSV ALL and EPSV never reach a PASV backend: {:?}", backend.seen());
+    assert!(
+        !backend.saw("EPSV"),
+        "EPSV ALL and EPSV never reach a PASV backend: {:?}",
+        backend.seen()
+    );
     assert!(!backend.saw("PORT"));
 }
 
@@ -243,10 +309,18 @@ fn epsv_pasv_port_shapes() {
 fn passive_range_exhausted_gives_425() {
     let backend = Scripted::start(
         "220 hi\r\n",
-        Arc::new(|l: &str| l.starts_with("PASV").then(|| "227 Entering Passive Mode (127,0,0,1,0,9)\r\n".into())),
+        Arc::new(|l: &str| {
+            l.starts_with("PASV")
+                .then(|| "227 Entering Passive Mode (127,0,0,1,0,9)\r\n".into())
+        }),
     );
     let port = support::tools::free_port();
-    let proxy = Proxy::spawn(backend.addr, |s| s.passive_ports = Some(ftpsgate::config::PortRange { low: port, high: port }));
+    let proxy = Proxy::spawn(backend.addr, |s| {
+        s.passive_ports = Some(ftpsgate::config::PortRange {
+            low: port,
+            high: port,
+        })
+    });
     let (mut a, _) = Client::connect(proxy.addr);
     a.auth_tls();
     a.cmd("USER a");
@@ -277,7 +351,15 @@ fn inner_lines_that_look_like_replies_are_padded() {
     c.cmd("USER a");
     c.cmd("PASS b");
     let g = c.cmd("STAT x");
-    assert_eq!(g.lines, ["213-status of x", " 227 Entering Passive Mode (6,6,6,6,1,2)", " 226 ", "213 End"]);
+    assert_eq!(
+        g.lines,
+        [
+            "213-status of x",
+            " 227 Entering Passive Mode (6,6,6,6,1,2)",
+            " 226 ",
+            "213 End"
+        ]
+    );
     assert_eq!(c.cmd("NOOP").code, 200, "no desynchronisation");
 }
 
@@ -288,7 +370,8 @@ fn backend_address_is_scrubbed_from_replies() {
     let backend = Scripted::start(
         "220 hi\r\n",
         Arc::new(move |l: &str| {
-            l.starts_with("STAT").then(|| format!("211-FTP server status:\r\n Connected to: {baddr}\r\n211 End\r\n"))
+            l.starts_with("STAT")
+                .then(|| format!("211-FTP server status:\r\n Connected to: {baddr}\r\n211 End\r\n"))
         }),
     );
     let needle = backend.addr.to_string();
@@ -319,7 +402,10 @@ fn quit_and_backend_failures() {
     assert!(c.try_read().is_none());
 
     // Backend drops the control connection mid-session: 421 and close.
-    let backend = Scripted::start("220 hi\r\n", Arc::new(|l: &str| l.starts_with("SITE").then(|| "421 bye\r\n".into())));
+    let backend = Scripted::start(
+        "220 hi\r\n",
+        Arc::new(|l: &str| l.starts_with("SITE").then(|| "421 bye\r\n".into())),
+    );
     let proxy = Proxy::spawn(backend.addr, |_| {});
     let (mut c, _) = Client::connect(proxy.addr);
     c.auth_tls();

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use ftpsgate::config::UploadEof;
 use support::harness::{lo, Client, Proxy};
-use support::tools::{random_bytes, sha256_bytes, tool_available, FtpBackend, PyFtpd, PyFtpdOptions};
+use support::tools::{
+    random_bytes, sha256_bytes, tool_available, FtpBackend, PyFtpd, PyFtpdOptions,
+};
 
 fn backend() -> Option<PyFtpd> {
     tool_available("pyftpdlib").then(PyFtpd::start)
@@ -45,20 +47,32 @@ fn download_upload_list_byte_exact() {
 
     let (_, fin) = c.upload("STOR up.bin", &data);
     assert_eq!(fin.code, 226);
-    assert_eq!(sha256_bytes(&std::fs::read(b.root.join("up.bin")).unwrap()), sha256_bytes(&data));
+    assert_eq!(
+        sha256_bytes(&std::fs::read(b.root.join("up.bin")).unwrap()),
+        sha256_bytes(&data)
+    );
 
     let (_, fin) = c.upload("APPE up.bin", b"tail");
     assert_eq!(fin.code, 226);
-    assert_eq!(std::fs::metadata(b.root.join("up.bin")).unwrap().len(), data.len() as u64 + 4);
+    assert_eq!(
+        std::fs::metadata(b.root.join("up.bin")).unwrap().len(),
+        data.len() as u64 + 4
+    );
 
     let (pre, fin) = c.upload("STOU", b"unique");
-    assert!(pre.text().contains("FILE:"), "STOU 150 text relayed intact: {pre:?}");
+    assert!(
+        pre.text().contains("FILE:"),
+        "STOU 150 text relayed intact: {pre:?}"
+    );
     assert_eq!(fin.code, 226);
 
     for verb in ["LIST", "NLST", "MLSD"] {
         let (_, listing, fin) = c.download(verb);
         assert_eq!(fin.code, 226, "{verb}");
-        assert!(String::from_utf8_lossy(&listing).contains("big.bin"), "{verb}");
+        assert!(
+            String::from_utf8_lossy(&listing).contains("big.bin"),
+            "{verb}"
+        );
     }
     let g = c.cmd("MLST big.bin");
     assert_eq!(g.code, 250);
@@ -71,13 +85,21 @@ fn pasv_backend_without_epsv_and_foreign_pasv_addresses() {
     if !tool_available("pyftpdlib") {
         return;
     }
-    for opts in [PyFtpdOptions::no_epsv(), PyFtpdOptions::masquerade("0.0.0.0"), PyFtpdOptions::masquerade("127.0.0.2")] {
+    for opts in [
+        PyFtpdOptions::no_epsv(),
+        PyFtpdOptions::masquerade("0.0.0.0"),
+        PyFtpdOptions::masquerade("127.0.0.2"),
+    ] {
         let b = PyFtpd::start_with(opts.clone());
         let proxy = Proxy::spawn(b.addr, |_| {});
         b.write_file("f.bin", b"hello through a legacy server");
         let mut c = logged_in(&proxy, &b);
         let (_, got, fin) = c.download("RETR f.bin");
-        assert_eq!((fin.code, got.as_slice()), (226, &b"hello through a legacy server"[..]), "{opts:?}");
+        assert_eq!(
+            (fin.code, got.as_slice()),
+            (226, &b"hello through a legacy server"[..]),
+            "{opts:?}"
+        );
     }
 }
 
@@ -99,9 +121,15 @@ fn truncated_upload_is_aborted_in_strict_mode_and_accepted_in_lenient_mode() {
         let fin = c.read();
         assert_eq!(fin.code, want, "{mode:?}: {fin:?}");
         if mode == UploadEof::Strict {
-            assert!(b.commands().iter().any(|l| l.starts_with("ABOR")), "backend was told to abort");
+            assert!(
+                b.commands().iter().any(|l| l.starts_with("ABOR")),
+                "backend was told to abort"
+            );
         } else {
-            assert_eq!(std::fs::read(b.root.join("cut.bin")).unwrap().len(), data.len());
+            assert_eq!(
+                std::fs::read(b.root.join("cut.bin")).unwrap().len(),
+                data.len()
+            );
         }
         assert_eq!(c.cmd("NOOP").code, 200, "session usable");
     }
@@ -179,7 +207,9 @@ fn passive_connection_from_another_address_is_refused() {
     let addr = c.epsv();
     // An attacker on 127.0.0.2 connects first: dropped, and the real client still succeeds.
     let mut thief = socket_from(lo(2), addr);
-    thief.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    thief
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let _ = thief.write_all(b"\x16\x03\x01");
     c.send_raw(b"RETR p.bin\r\n");
     let mut d = c.data_tls(addr);
@@ -189,7 +219,10 @@ fn passive_connection_from_another_address_is_refused() {
     assert_eq!(got, b"payload");
     assert_eq!(c.read().code, 226);
     let mut b1 = [0u8; 1];
-    assert!(matches!(thief.read(&mut b1), Ok(0) | Err(_)), "thief got nothing");
+    assert!(
+        matches!(thief.read(&mut b1), Ok(0) | Err(_)),
+        "thief got nothing"
+    );
 }
 
 /// A TCP connection to `to` from the local address `from`.
@@ -208,14 +241,18 @@ fn port_to_another_host_is_refused_and_own_address_works() {
     let mut c = logged_in(&proxy, &b);
     assert_eq!(c.cmd("PORT 127,0,0,3,200,0").code, 500);
     assert_eq!(c.cmd("EPRT |1|127.0.0.2|40000|").code, 500);
-    assert!(!b.commands().iter().any(|l| l.starts_with("PORT") || l.starts_with("EPRT")));
+    assert!(!b
+        .commands()
+        .iter()
+        .any(|l| l.starts_with("PORT") || l.starts_with("EPRT")));
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     assert_eq!(c.cmd(&format!("EPRT |1|127.0.0.1|{port}|")).code, 200);
     c.send_raw(b"RETR a.bin\r\n");
     assert_eq!(c.read().code, 150);
     let (tcp, _) = l.accept().unwrap();
-    let conn = rustls::ClientConnection::new(c.tls.clone(), "localhost".try_into().unwrap()).unwrap();
+    let conn =
+        rustls::ClientConnection::new(c.tls.clone(), "localhost".try_into().unwrap()).unwrap();
     let mut d = rustls::StreamOwned::new(conn, tcp);
     let mut got = Vec::new();
     d.read_to_end(&mut got).unwrap();

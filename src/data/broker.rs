@@ -46,7 +46,10 @@ impl Drop for PortLease {
 impl PortPool {
     /// A pool over `range` (or OS-chosen ports).
     pub fn new(range: Option<PortRange>) -> Arc<PortPool> {
-        Arc::new(PortPool { range, used: Mutex::new(HashSet::new()) })
+        Arc::new(PortPool {
+            range,
+            used: Mutex::new(HashSet::new()),
+        })
     }
 
     /// Binds a listener on `ip` at a free port from the pool, starting at a random port.
@@ -60,23 +63,36 @@ impl PortPool {
         for i in 0..span {
             let port = range.low + ((start + i) % span) as u16;
             {
-                let mut used = self.used.lock().map_err(|_| io::Error::other("port pool lock poisoned"))?;
+                let mut used = self
+                    .used
+                    .lock()
+                    .map_err(|_| io::Error::other("port pool lock poisoned"))?;
                 if !used.insert(port) {
                     continue;
                 }
             }
-            let lease = PortLease { pool: self.clone(), port };
+            let lease = PortLease {
+                pool: self.clone(),
+                port,
+            };
             match listen(SocketAddr::new(ip, port)) {
                 Ok(l) => return Ok((l, Some(lease))),
                 Err(e) => debug!(port, error = %e, "passive port busy"),
             }
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "passive port range exhausted"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "passive port range exhausted",
+        ))
     }
 }
 
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(8)
@@ -84,7 +100,11 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Connects to `to` from `from_ip` (port chosen by the OS), within the data connect timeout.
 pub async fn connect_from(from_ip: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
-    let socket = if to.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if to.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if from_ip.is_ipv4() == to.is_ipv4() {
         socket.bind(SocketAddr::new(from_ip, 0))?;
     }
@@ -131,7 +151,11 @@ pub struct DataTls {
 pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<ClientLeg, DataError> {
     let _ = tcp.set_nodelay(true);
     if !protect {
-        return Ok(ClientLeg { stream: MaybeTls::Plain(tcp), protected: false, resumed_this_session: false });
+        return Ok(ClientLeg {
+            stream: MaybeTls::Plain(tcp),
+            protected: false,
+            resumed_this_session: false,
+        });
     }
     let accept = tls.acceptor.accept(tcp);
     let stream = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, accept).await {
@@ -147,9 +171,14 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
     };
     let conn = stream.get_ref().1;
     let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
-    let resumed_this_session = resumed && conn.received_resumption_data() == Some(&tls.session_token[..]);
+    let resumed_this_session =
+        resumed && conn.received_resumption_data() == Some(&tls.session_token[..]);
     debug!(resumed, resumed_this_session, version = ?conn.protocol_version(), "data TLS established");
-    Ok(ClientLeg { stream: MaybeTls::Tls(Box::new(stream)), protected: true, resumed_this_session })
+    Ok(ClientLeg {
+        stream: MaybeTls::Tls(Box::new(stream)),
+        protected: true,
+        resumed_this_session,
+    })
 }
 
 /// A spawned task accepting the client's passive data connection. It starts
@@ -171,11 +200,16 @@ impl PassiveAccept {
         tls: DataTls,
     ) -> PassiveAccept {
         let handle = tokio::spawn(async move {
-            let tcp = accept_from(&listener, peer).await.map_err(|_| DataError::ClientConnect)?;
+            let tcp = accept_from(&listener, peer)
+                .await
+                .map_err(|_| DataError::ClientConnect)?;
             drop(listener);
             secure(tcp, protect.load(Ordering::Acquire), &tls).await
         });
-        PassiveAccept { handle, _lease: lease }
+        PassiveAccept {
+            handle,
+            _lease: lease,
+        }
     }
 
     /// Waits for the client leg (connection and TLS handshake) up to `limit`.

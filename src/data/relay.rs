@@ -84,13 +84,25 @@ pub async fn relay(
                 // The client's close_notify and FIN are consumed off the critical path.
                 tokio::spawn(drain(client));
             }
-            Outcome { bytes, elapsed, result: Ok(()), backend: None, lenient_eof }
+            Outcome {
+                bytes,
+                elapsed,
+                result: Ok(()),
+                backend: None,
+                lenient_eof,
+            }
         }
         Err(e) => {
             // Dropping the client leg without close_notify tells the client this
             // transfer is not complete.
             drop(client);
-            Outcome { bytes, elapsed, result: Err(e), backend: Some(backend), lenient_eof: false }
+            Outcome {
+                bytes,
+                elapsed,
+                result: Err(e),
+                backend: Some(backend),
+                lenient_eof: false,
+            }
         }
     }
 }
@@ -102,15 +114,24 @@ async fn pump_download(
     moved: &AtomicU64,
 ) -> Result<bool, DataError> {
     loop {
-        let n = backend.read(buf).await.map_err(|e| DataError::Backend(e.to_string()))?;
+        let n = backend
+            .read(buf)
+            .await
+            .map_err(|e| DataError::Backend(e.to_string()))?;
         if n == 0 {
             break;
         }
-        client.write_all(&buf[..n]).await.map_err(|e| DataError::Client(e.to_string()))?;
+        client
+            .write_all(&buf[..n])
+            .await
+            .map_err(|e| DataError::Client(e.to_string()))?;
         moved.fetch_add(n as u64, Ordering::Relaxed);
     }
     // close_notify (TLS) and FIN; only now is the download complete.
-    client.shutdown().await.map_err(|e| DataError::Client(e.to_string()))?;
+    client
+        .shutdown()
+        .await
+        .map_err(|e| DataError::Client(e.to_string()))?;
     Ok(false)
 }
 
@@ -126,7 +147,10 @@ async fn pump_upload(
         match client.read(buf).await {
             Ok(0) => break,
             Ok(n) => {
-                backend.write_all(&buf[..n]).await.map_err(|e| DataError::Backend(e.to_string()))?;
+                backend
+                    .write_all(&buf[..n])
+                    .await
+                    .map_err(|e| DataError::Backend(e.to_string()))?;
                 moved.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && client.is_tls() => {

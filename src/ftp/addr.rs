@@ -23,9 +23,13 @@ pub fn parse_port_arg(arg: &str) -> Result<SocketAddrV4, AddrError> {
 /// Parses a 227 reply text by scanning for the first digit and reading six
 /// comma-separated numbers; parentheses are optional (RFC 1123 §4.1.2.6).
 pub fn parse_pasv_reply(text: &str) -> Result<SocketAddrV4, AddrError> {
-    let start = text.find(|c: char| c.is_ascii_digit()).ok_or(AddrError::Syntax)?;
+    let start = text
+        .find(|c: char| c.is_ascii_digit())
+        .ok_or(AddrError::Syntax)?;
     let rest = &text[start..];
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == ',' || c == ' ')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == ',' || c == ' '))
+        .unwrap_or(rest.len());
     six_numbers(rest[..end].split(','))
 }
 
@@ -134,7 +138,10 @@ mod tests {
 
     #[test]
     fn port_args() {
-        assert_eq!(parse_port_arg("127,0,0,1,4,0"), Ok("127.0.0.1:1024".parse().unwrap()));
+        assert_eq!(
+            parse_port_arg("127,0,0,1,4,0"),
+            Ok("127.0.0.1:1024".parse().unwrap())
+        );
         assert_eq!(parse_port_arg("127,0,0,1,4"), Err(AddrError::Syntax));
         assert_eq!(parse_port_arg("127,0,0,1,4,0,1"), Err(AddrError::Syntax));
         assert_eq!(parse_port_arg("a,0,0,1,4,0"), Err(AddrError::Syntax));
@@ -142,8 +149,14 @@ mod tests {
 
     #[test]
     fn eprt_args() {
-        assert_eq!(parse_eprt_arg("|1|127.0.0.1|2000|"), Ok("127.0.0.1:2000".parse().unwrap()));
-        assert_eq!(parse_eprt_arg("!2!::1!2000!"), Ok("[::1]:2000".parse().unwrap()));
+        assert_eq!(
+            parse_eprt_arg("|1|127.0.0.1|2000|"),
+            Ok("127.0.0.1:2000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_eprt_arg("!2!::1!2000!"),
+            Ok("[::1]:2000".parse().unwrap())
+        );
         assert_eq!(parse_eprt_arg("|3|x|1|"), Err(AddrError::Family));
         assert_eq!(parse_eprt_arg("|1|::1|2000|"), Err(AddrError::Syntax));
         assert_eq!(parse_eprt_arg("|1|127.0.0.1|2000"), Err(AddrError::Syntax));
@@ -152,7 +165,10 @@ mod tests {
 
     #[test]
     fn epsv_replies() {
-        assert_eq!(parse_epsv_reply("Entering Extended Passive Mode (|||6446|)"), Ok(6446));
+        assert_eq!(
+            parse_epsv_reply("Entering Extended Passive Mode (|||6446|)"),
+            Ok(6446)
+        );
         assert_eq!(parse_epsv_reply("ok (!!!6446!)"), Ok(6446));
         assert_eq!(parse_epsv_reply("(|1|x|6446|)"), Err(AddrError::Syntax));
     }

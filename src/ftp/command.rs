@@ -71,7 +71,10 @@ impl Command {
 
     /// A command built by the proxy (for the backend).
     pub fn new(verb: &str, arg: &str) -> Command {
-        Command { verb: verb.to_string(), arg: arg.as_bytes().to_vec() }
+        Command {
+            verb: verb.to_string(),
+            arg: arg.as_bytes().to_vec(),
+        }
     }
 
     /// The argument as text (lossy), trimmed of surrounding spaces.
@@ -171,7 +174,10 @@ mod tests {
     fn passwords_are_masked_in_logs() {
         let c = Command::parse(b"PASS hunter2").unwrap();
         assert_eq!(format!("{c} {c:?}"), "PASS **** PASS ****");
-        assert_eq!(Command::parse(b"USER alice").unwrap().to_string(), "USER alice");
+        assert_eq!(
+            Command::parse(b"USER alice").unwrap().to_string(),
+            "USER alice"
+        );
     }
 
     #[test]

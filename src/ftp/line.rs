@@ -179,13 +179,19 @@ mod tests {
     fn crlf_and_bare_lf_both_terminate() {
         assert_eq!(
             all(b"NOOP\r\nUSER a\n"),
-            vec![LineEvent::Line(b"NOOP".to_vec()), LineEvent::Line(b"USER a".to_vec())]
+            vec![
+                LineEvent::Line(b"NOOP".to_vec()),
+                LineEvent::Line(b"USER a".to_vec())
+            ]
         );
     }
 
     #[test]
     fn bare_cr_stays_inside_the_line() {
-        assert_eq!(all(b"MKD a\rb\r\n"), vec![LineEvent::Line(b"MKD a\rb".to_vec())]);
+        assert_eq!(
+            all(b"MKD a\rb\r\n"),
+            vec![LineEvent::Line(b"MKD a\rb".to_vec())]
+        );
     }
 
     #[test]
@@ -199,14 +205,20 @@ mod tests {
                 LineEvent::Line(b"NOOP".to_vec()),
             ]
         );
-        assert_eq!(all(b"\xff\xfa\x18abc\xff\xf0PWD\n"), vec![LineEvent::Line(b"PWD".to_vec())]);
+        assert_eq!(
+            all(b"\xff\xfa\x18abc\xff\xf0PWD\n"),
+            vec![LineEvent::Line(b"PWD".to_vec())]
+        );
     }
 
     #[test]
     fn overlong_line_is_reported_at_its_terminator_and_decoding_continues() {
         let mut input = vec![b'A'; 5000];
         input.extend_from_slice(b"\r\nNOOP\r\n");
-        assert_eq!(all(&input), vec![LineEvent::TooLong, LineEvent::Line(b"NOOP".to_vec())]);
+        assert_eq!(
+            all(&input),
+            vec![LineEvent::TooLong, LineEvent::Line(b"NOOP".to_vec())]
+        );
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub enum ReplyError {
 impl Reply {
     /// A single-line reply.
     pub fn new(code: u16, text: impl Into<String>) -> Reply {
-        Reply { code, lines: vec![text.into().into_bytes()] }
+        Reply {
+            code,
+            lines: vec![text.into().into_bytes()],
+        }
     }
 
     /// A multi-line reply with the given first line, body lines and last line.
@@ -98,7 +101,8 @@ impl Reply {
                 for line in body {
                     // `ddd-text` with this reply's own code is the standard continuation
                     // form and cannot end the reply; anything else digit-led is padded.
-                    let continuation = line.len() >= 4 && line[..3] == *code.as_bytes() && line[3] == b'-';
+                    let continuation =
+                        line.len() >= 4 && line[..3] == *code.as_bytes() && line[3] == b'-';
                     if !continuation && line.first().is_some_and(u8::is_ascii_digit) {
                         out.push(b' ');
                     }
@@ -203,7 +207,10 @@ impl ReplyParser {
                         self.pending = Some((code, vec![text], size));
                         Ok(None)
                     }
-                    Some(b' ') | None => Ok(Some(Reply { code, lines: vec![text] })),
+                    Some(b' ') | None => Ok(Some(Reply {
+                        code,
+                        lines: vec![text],
+                    })),
                     Some(_) => Err(ReplyError::Malformed),
                 }
             }
@@ -234,7 +241,11 @@ fn parse_code(line: &[u8]) -> Option<u16> {
     if !digits.iter().all(u8::is_ascii_digit) || !(b'1'..=b'5').contains(&digits[0]) {
         return None;
     }
-    Some(digits.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0')))
+    Some(
+        digits
+            .iter()
+            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0')),
+    )
 }
 
 #[cfg(test)]
@@ -260,7 +271,11 @@ mod tests {
     #[test]
     fn inner_lines_with_other_codes_do_not_end_the_reply_and_are_padded() {
         let r = parse_all(b"220-a\r\n220-b\r\n220 c\r\n");
-        assert_eq!(r[0].encode(), b"220-a\r\n220-b\r\n220 c\r\n", "same-code continuations stay verbatim");
+        assert_eq!(
+            r[0].encode(),
+            b"220-a\r\n220-b\r\n220 c\r\n",
+            "same-code continuations stay verbatim"
+        );
         let r = parse_all(b"213-status\r\n227 Entering Passive Mode (6,6,6,6,1,2)\r\n226 \r\n213-x\r\n213 end\r\n");
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].body().len(), 3);
@@ -295,7 +310,12 @@ mod tests {
 
     #[test]
     fn scrub_replaces_addresses() {
-        let mut r = Reply::multi(211, "status", vec![b" Connected to 10.0.0.5:2121".to_vec()], "End");
+        let mut r = Reply::multi(
+            211,
+            "status",
+            vec![b" Connected to 10.0.0.5:2121".to_vec()],
+            "End",
+        );
         r.scrub(b"10.0.0.5:2121", b"192.0.2.1:21");
         assert_eq!(r.body()[0], b" Connected to 192.0.2.1:21");
     }

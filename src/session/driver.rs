@@ -25,7 +25,7 @@ use crate::config::{BackendData, Settings};
 use crate::data::broker::{self, ClientLeg, DataTls, PassiveAccept};
 use crate::data::relay::{self, Outcome};
 use crate::data::DataError;
-use crate::error::{Side, SessionError};
+use crate::error::{SessionError, Side};
 use crate::ftp::addr;
 use crate::ftp::command::Command;
 use crate::ftp::line::{LineDecoder, LineEvent};
@@ -63,7 +63,9 @@ enum ClientEvent {
 
 impl ClientCtl {
     fn stream(&mut self) -> io::Result<&mut MaybeTls> {
-        self.stream.as_mut().ok_or_else(|| io::Error::other("control stream unavailable"))
+        self.stream
+            .as_mut()
+            .ok_or_else(|| io::Error::other("control stream unavailable"))
     }
 
     /// Bytes received but not yet framed into a command (pipelined input).
@@ -114,7 +116,10 @@ struct BackendCtl {
 impl BackendCtl {
     async fn send(&mut self, cmd: &Command) -> Result<(), SessionError> {
         debug!(%cmd, "to backend");
-        self.stream.write_all(&cmd.encode()).await.map_err(SessionError::backend_io)
+        self.stream
+            .write_all(&cmd.encode())
+            .await
+            .map_err(SessionError::backend_io)
     }
 
     /// Next reply; cancel-safe.
@@ -126,9 +131,15 @@ impl BackendCtl {
                 Err(e) => return Err(SessionError::backend(format!("bad reply: {e}"))),
             }
             let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await.map_err(SessionError::backend_io)?;
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(SessionError::backend_io)?;
             if n == 0 {
-                return Err(SessionError::backend("backend closed the control connection"));
+                return Err(SessionError::backend(
+                    "backend closed the control connection",
+                ));
             }
             self.parser.push(&chunk[..n]);
         }
@@ -177,7 +188,12 @@ pub struct Driver {
 
 impl Driver {
     /// A session for an accepted client connection.
-    pub fn new(shared: Arc<Shared>, tcp: TcpStream, implicit: bool, shutdown: CancellationToken) -> io::Result<Driver> {
+    pub fn new(
+        shared: Arc<Shared>,
+        tcp: TcpStream,
+        implicit: bool,
+        shutdown: CancellationToken,
+    ) -> io::Result<Driver> {
         let peer = tcp.peer_addr()?;
         let local = tcp.local_addr()?;
         let _ = tcp.set_nodelay(true);
@@ -195,7 +211,12 @@ impl Driver {
         Ok(Driver {
             shared,
             session,
-            client: ClientCtl { stream: Some(MaybeTls::Plain(tcp)), buf: Vec::new(), start: 0, decoder: LineDecoder::new() },
+            client: ClientCtl {
+                stream: Some(MaybeTls::Plain(tcp)),
+                buf: Vec::new(),
+                start: 0,
+                decoder: LineDecoder::new(),
+            },
             backend: None,
             peer,
             local,
@@ -249,7 +270,10 @@ impl Driver {
                     continue;
                 }
                 ClientEvent::Overflow => {
-                    return Err(SessionError::client_reply(Reply::new(500, "Command line too long; closing."), "line overflow"));
+                    return Err(SessionError::client_reply(
+                        Reply::new(500, "Command line too long; closing."),
+                        "line overflow",
+                    ));
                 }
                 ClientEvent::Eof => return Ok(()),
             };
@@ -269,7 +293,8 @@ impl Driver {
                 tracing::Span::current().record("user", cmd.arg_str().as_str());
             }
             let action = self.session.on_command(cmd);
-            self.protect.store(self.session.prot() == Prot::Private, Ordering::Release);
+            self.protect
+                .store(self.session.prot() == Prot::Private, Ordering::Release);
             if self.execute(action).await? {
                 return Ok(());
             }
@@ -279,7 +304,10 @@ impl Driver {
     /// Waits for the next client event, the idle timeout, shutdown, or an unsolicited backend reply.
     async fn wait_client(&mut self) -> Result<ClientEvent, SessionError> {
         let idle = self.shared.settings.idle_timeout;
-        let backend = self.backend.as_mut().ok_or_else(|| SessionError::internal("no backend"))?;
+        let backend = self
+            .backend
+            .as_mut()
+            .ok_or_else(|| SessionError::internal("no backend"))?;
         tokio::select! {
             ev = self.client.next() => ev.map_err(SessionError::client_io),
             r = backend.next() => {
@@ -295,19 +323,30 @@ impl Driver {
     }
 
     async fn reply(&mut self, code: u16, text: &str) -> Result<(), SessionError> {
-        self.client.send(&Reply::new(code, text)).await.map_err(SessionError::client_io)
+        self.client
+            .send(&Reply::new(code, text))
+            .await
+            .map_err(SessionError::client_io)
     }
 
     async fn relay(&mut self, mut reply: Reply) -> Result<(), SessionError> {
         self.scrub(&mut reply);
-        self.client.send(&reply).await.map_err(SessionError::client_io)
+        self.client
+            .send(&reply)
+            .await
+            .map_err(SessionError::client_io)
     }
 
     /// Removes the backend's address from reply text; the client sees the proxy's.
     fn scrub(&self, reply: &mut Reply) {
-        let (Some(bp), Some(_)) = (self.backend_peer, self.backend_local) else { return };
+        let (Some(bp), Some(_)) = (self.backend_peer, self.backend_local) else {
+            return;
+        };
         reply.scrub(bp.to_string().as_bytes(), self.local.to_string().as_bytes());
-        reply.scrub(bp.ip().to_string().as_bytes(), self.local.ip().to_string().as_bytes());
+        reply.scrub(
+            bp.ip().to_string().as_bytes(),
+            self.local.ip().to_string().as_bytes(),
+        );
         if let (IpAddr::V4(b), IpAddr::V4(l)) = (bp.ip(), self.local.ip()) {
             let comma = |ip: std::net::Ipv4Addr| ip.octets().map(|o| o.to_string()).join(",");
             reply.scrub(comma(b).as_bytes(), comma(l).as_bytes());
@@ -328,8 +367,16 @@ impl Driver {
         let accept = acceptor.accept_with(tcp, move |conn| conn.set_resumption_data(&token));
         let tls = match tokio::time::timeout(CONTROL_HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(SessionError::client_silent(format!("control TLS handshake failed: {e}"))),
-            Err(_) => return Err(SessionError::client_silent("control TLS handshake timed out".into())),
+            Ok(Err(e)) => {
+                return Err(SessionError::client_silent(format!(
+                    "control TLS handshake failed: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(SessionError::client_silent(
+                    "control TLS handshake timed out".into(),
+                ))
+            }
         };
         {
             let conn = tls.get_ref().1;
@@ -361,16 +408,30 @@ impl Driver {
         };
         let stream = match tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, connect).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(SessionError::backend_down(format!("cannot connect to backend: {e}"))),
-            Err(_) => return Err(SessionError::backend_down("backend connect timed out".into())),
+            Ok(Err(e)) => {
+                return Err(SessionError::backend_down(format!(
+                    "cannot connect to backend: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(SessionError::backend_down(
+                    "backend connect timed out".into(),
+                ))
+            }
         };
         let _ = stream.set_nodelay(true);
         self.backend_peer = stream.peer_addr().ok();
         self.backend_local = stream.local_addr().ok();
         info!(backend = %target, "backend connected");
-        let mut backend = BackendCtl { stream, parser: ReplyParser::new() };
+        let mut backend = BackendCtl {
+            stream,
+            parser: ReplyParser::new(),
+        };
         loop {
-            let r = backend.reply_within(BACKEND_REPLY_TIMEOUT).await.map_err(|e| SessionError::backend_down(e.to_string()))?;
+            let r = backend
+                .reply_within(BACKEND_REPLY_TIMEOUT)
+                .await
+                .map_err(|e| SessionError::backend_down(e.to_string()))?;
             let done = !r.is_preliminary();
             let ok = r.code == 220;
             self.backend = Some(backend);
@@ -382,12 +443,17 @@ impl Driver {
             if done {
                 return Ok(());
             }
-            backend = self.backend.take().ok_or_else(|| SessionError::internal("backend vanished"))?;
+            backend = self
+                .backend
+                .take()
+                .ok_or_else(|| SessionError::internal("backend vanished"))?;
         }
     }
 
     fn backend(&mut self) -> Result<&mut BackendCtl, SessionError> {
-        self.backend.as_mut().ok_or_else(|| SessionError::internal("no backend"))
+        self.backend
+            .as_mut()
+            .ok_or_else(|| SessionError::internal("no backend"))
     }
 
     /// Sends a command and relays replies up to the final one. Returns the final reply.
@@ -409,13 +475,20 @@ impl Driver {
     /// Carries out one action. Returns true when the session is over.
     async fn execute(&mut self, action: Action) -> Result<bool, SessionError> {
         match action {
-            Action::Reply(r) => self.client.send(&r).await.map_err(SessionError::client_io)?,
+            Action::Reply(r) => self
+                .client
+                .send(&r)
+                .await
+                .map_err(SessionError::client_io)?,
             Action::StartTls => {
-                self.reply(234, "AUTH TLS successful; start the TLS handshake.").await?;
+                self.reply(234, "AUTH TLS successful; start the TLS handshake.")
+                    .await?;
                 if self.client.has_buffered() {
                     // STARTTLS command injection (CVE-2011-1575 class): never run plaintext
                     // that was pipelined behind AUTH inside the TLS session.
-                    return Err(SessionError::client_silent("plaintext pipelined after AUTH; closing".into()));
+                    return Err(SessionError::client_silent(
+                        "plaintext pipelined after AUTH; closing".into(),
+                    ));
                 }
                 self.start_tls().await?;
             }
@@ -433,18 +506,32 @@ impl Driver {
                 };
                 let mut feat = rewrite_feat(Some(&r));
                 self.scrub(&mut feat);
-                self.client.send(&feat).await.map_err(SessionError::client_io)?;
+                self.client
+                    .send(&feat)
+                    .await
+                    .map_err(SessionError::client_io)?;
             }
             Action::Passive { extended } => self.passive(extended).await?,
             Action::Active(target) => self.active(target).await?,
             Action::RefuseTransfer(r) => {
                 self.setup = None;
-                self.client.send(&r).await.map_err(SessionError::client_io)?;
+                self.client
+                    .send(&r)
+                    .await
+                    .map_err(SessionError::client_io)?;
             }
-            Action::Transfer { cmd, upload, protect } => self.transfer(cmd, upload, protect).await?,
+            Action::Transfer {
+                cmd,
+                upload,
+                protect,
+            } => self.transfer(cmd, upload, protect).await?,
             Action::Quit(cmd) => {
                 let r = match self.backend()?.send(&cmd).await {
-                    Ok(()) => self.backend()?.reply_within(Duration::from_secs(10)).await.ok(),
+                    Ok(()) => self
+                        .backend()?
+                        .reply_within(Duration::from_secs(10))
+                        .await
+                        .ok(),
                     Err(_) => None,
                 };
                 let r = r.unwrap_or_else(|| Reply::new(221, "Goodbye."));
@@ -456,7 +543,11 @@ impl Driver {
     }
 
     async fn clear_control(&mut self) -> Result<(), SessionError> {
-        self.reply(200, "CCC accepted; control connection continues in plaintext.").await?;
+        self.reply(
+            200,
+            "CCC accepted; control connection continues in plaintext.",
+        )
+        .await?;
         let Some(MaybeTls::Tls(tls)) = self.client.stream.take() else {
             return Err(SessionError::internal("CCC without TLS"));
         };
@@ -490,11 +581,19 @@ impl Driver {
     /// Prepares the backend side of a data connection; on refusal relays the
     /// backend's reply and returns None.
     async fn backend_setup(&mut self) -> Result<Option<BackendDataLeg>, SessionError> {
-        let bpeer = self.backend_peer.ok_or_else(|| SessionError::internal("no backend peer"))?;
-        let blocal = self.backend_local.ok_or_else(|| SessionError::internal("no backend local"))?;
+        let bpeer = self
+            .backend_peer
+            .ok_or_else(|| SessionError::internal("no backend peer"))?;
+        let blocal = self
+            .backend_local
+            .ok_or_else(|| SessionError::internal("no backend local"))?;
         match self.shared.settings.backend_data {
             BackendData::Passive => {
-                let cmd = if bpeer.is_ipv4() { Command::new("PASV", "") } else { Command::new("EPSV", "") };
+                let cmd = if bpeer.is_ipv4() {
+                    Command::new("PASV", "")
+                } else {
+                    Command::new("EPSV", "")
+                };
                 self.backend()?.send(&cmd).await?;
                 let r = self.backend()?.reply_within(BACKEND_REPLY_TIMEOUT).await?;
                 let port = match r.code {
@@ -507,10 +606,17 @@ impl Driver {
                 };
                 match port {
                     // The backend's advertised host is ignored: data goes to its control address.
-                    Ok(p) if p != 0 => Ok(Some(BackendDataLeg::Passive(SocketAddr::new(bpeer.ip(), p)))),
+                    Ok(p) if p != 0 => Ok(Some(BackendDataLeg::Passive(SocketAddr::new(
+                        bpeer.ip(),
+                        p,
+                    )))),
                     _ => {
                         warn!(reply = %r.text(), "unusable backend passive reply");
-                        self.reply(425, "Can't open data connection (backend passive reply unusable).").await?;
+                        self.reply(
+                            425,
+                            "Can't open data connection (backend passive reply unusable).",
+                        )
+                        .await?;
                         Ok(None)
                     }
                 }
@@ -541,51 +647,103 @@ impl Driver {
     }
 
     fn data_tls(&self) -> DataTls {
-        DataTls { acceptor: TlsAcceptor::from(self.shared.tls.data.clone()), session_token: self.token.clone() }
+        DataTls {
+            acceptor: TlsAcceptor::from(self.shared.tls.data.clone()),
+            session_token: self.token.clone(),
+        }
     }
 
     async fn passive(&mut self, extended: bool) -> Result<(), SessionError> {
         self.setup = None;
         self.session.on_data_ready(false);
-        let Some(backend) = self.backend_setup().await? else { return Ok(()) };
+        let Some(backend) = self.backend_setup().await? else {
+            return Ok(());
+        };
         let (listener, lease) = match self.shared.pool.bind(self.local.ip()) {
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, "no passive port");
-                return self.reply(425, "Can't open data connection: no passive port available.").await;
+                return self
+                    .reply(
+                        425,
+                        "Can't open data connection: no passive port available.",
+                    )
+                    .await;
             }
         };
-        let port = listener.local_addr().map_err(SessionError::internal_io)?.port();
-        let accept = PassiveAccept::spawn(listener, lease, self.peer.ip(), self.protect.clone(), self.data_tls());
-        self.setup = Some(DataSetup { client: ClientData::Passive(accept), backend });
+        let port = listener
+            .local_addr()
+            .map_err(SessionError::internal_io)?
+            .port();
+        let accept = PassiveAccept::spawn(
+            listener,
+            lease,
+            self.peer.ip(),
+            self.protect.clone(),
+            self.data_tls(),
+        );
+        self.setup = Some(DataSetup {
+            client: ClientData::Passive(accept),
+            backend,
+        });
         self.session.on_data_ready(true);
         let reply = if extended {
             Reply::new(229, addr::epsv_reply_text(port))
         } else {
-            let ip = match self.shared.settings.public_address.unwrap_or(self.local.ip()) {
+            let ip = match self
+                .shared
+                .settings
+                .public_address
+                .unwrap_or(self.local.ip())
+            {
                 IpAddr::V4(v4) => v4,
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(v6) => v6
+                    .to_ipv4_mapped()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
             };
-            Reply::new(227, addr::pasv_reply_text(std::net::SocketAddrV4::new(ip, port)))
+            Reply::new(
+                227,
+                addr::pasv_reply_text(std::net::SocketAddrV4::new(ip, port)),
+            )
         };
-        self.client.send(&reply).await.map_err(SessionError::client_io)
+        self.client
+            .send(&reply)
+            .await
+            .map_err(SessionError::client_io)
     }
 
     async fn active(&mut self, target: SocketAddr) -> Result<(), SessionError> {
         self.setup = None;
         self.session.on_data_ready(false);
-        let Some(backend) = self.backend_setup().await? else { return Ok(()) };
-        self.setup = Some(DataSetup { client: ClientData::Active(target), backend });
+        let Some(backend) = self.backend_setup().await? else {
+            return Ok(());
+        };
+        self.setup = Some(DataSetup {
+            client: ClientData::Active(target),
+            backend,
+        });
         self.session.on_data_ready(true);
-        self.reply(200, "Active data connection target accepted.").await
+        self.reply(200, "Active data connection target accepted.")
+            .await
     }
 
-    async fn transfer(&mut self, cmd: Command, upload: bool, protect: bool) -> Result<(), SessionError> {
+    async fn transfer(
+        &mut self,
+        cmd: Command,
+        upload: bool,
+        protect: bool,
+    ) -> Result<(), SessionError> {
         let Some(setup) = self.setup.take() else {
             return self.reply(425, "Use PASV, EPSV, PORT or EPRT first.").await;
         };
-        let blocal = self.backend_local.ok_or_else(|| SessionError::internal("no backend local"))?.ip();
-        let bpeer = self.backend_peer.ok_or_else(|| SessionError::internal("no backend peer"))?.ip();
+        let blocal = self
+            .backend_local
+            .ok_or_else(|| SessionError::internal("no backend local"))?
+            .ip();
+        let bpeer = self
+            .backend_peer
+            .ok_or_else(|| SessionError::internal("no backend peer"))?
+            .ip();
         // A passive backend leg is connected before the command, as a plain client would.
         let mut backend_listener = None;
         let mut backend_stream = None;
@@ -594,7 +752,9 @@ impl Driver {
                 Ok(s) => backend_stream = Some(s),
                 Err(e) => {
                     warn!(error = %e, "backend data connect failed");
-                    return self.reply(425, "Can't open data connection to the server.").await;
+                    return self
+                        .reply(425, "Can't open data connection to the server.")
+                        .await;
                 }
             },
             BackendDataLeg::Active(l) => backend_listener = Some(l),
@@ -680,7 +840,10 @@ impl Driver {
         let mut final_reply: Option<Reply> = None;
         let mut aborted_by_client = false;
         while outcome.is_none() || final_reply.is_none() {
-            let backend = self.backend.as_mut().ok_or_else(|| SessionError::internal("no backend"))?;
+            let backend = self
+                .backend
+                .as_mut()
+                .ok_or_else(|| SessionError::internal("no backend"))?;
             tokio::select! {
                 o = &mut data, if outcome.is_none() => {
                     let o = o.unwrap_or_else(|_| Outcome { bytes: 0, elapsed: Duration::ZERO, result: Err(DataError::Aborted), backend: None, lenient_eof: false });
@@ -739,7 +902,13 @@ impl Driver {
             backend: None,
             lenient_eof: false,
         });
-        let Outcome { bytes, elapsed, result, backend: backend_leg, lenient_eof } = outcome;
+        let Outcome {
+            bytes,
+            elapsed,
+            result,
+            backend: backend_leg,
+            lenient_eof,
+        } = outcome;
         let ms = elapsed.as_millis() as u64;
         if aborted_by_client {
             if final_reply.is_none() {
@@ -750,7 +919,8 @@ impl Driver {
             if result.is_ok() {
                 self.reply(226, "Transfer complete.").await?;
             } else {
-                self.reply(426, "Connection closed; transfer aborted.").await?;
+                self.reply(426, "Connection closed; transfer aborted.")
+                    .await?;
             }
             return self.reply(226, "ABOR command successful.").await;
         }
@@ -766,7 +936,10 @@ impl Driver {
                 drop(backend_leg);
                 warn!(verb = %cmd.verb, bytes, error = %e, backend_code = r.code, "transfer failed");
                 if r.is_success() {
-                    self.client.send(&error_reply(&e)).await.map_err(SessionError::client_io)
+                    self.client
+                        .send(&error_reply(&e))
+                        .await
+                        .map_err(SessionError::client_io)
                 } else {
                     self.relay(r).await
                 }
@@ -774,9 +947,14 @@ impl Driver {
             (Err(e), None) => {
                 warn!(verb = %cmd.verb, bytes, error = %e, "transfer failed; aborting backend transfer");
                 self.abort_backend(backend_leg, upload).await?;
-                self.client.send(&error_reply(&e)).await.map_err(SessionError::client_io)
+                self.client
+                    .send(&error_reply(&e))
+                    .await
+                    .map_err(SessionError::client_io)
             }
-            (Ok(()), None) => Err(SessionError::internal("transfer finished without a backend reply")),
+            (Ok(()), None) => Err(SessionError::internal(
+                "transfer finished without a backend reply",
+            )),
         }
     }
 
@@ -785,7 +963,11 @@ impl Driver {
     /// first and the leg is reset afterwards, so a partial upload is never closed
     /// cleanly (PROTOCOL.md §15). The backend owes two replies: the transfer's
     /// final one (426/451, or 226 if it had just finished) and ABOR's (225/226).
-    async fn abort_backend(&mut self, leg: Option<TcpStream>, upload: bool) -> Result<(), SessionError> {
+    async fn abort_backend(
+        &mut self,
+        leg: Option<TcpStream>,
+        upload: bool,
+    ) -> Result<(), SessionError> {
         let leg = if upload {
             leg
         } else {
@@ -796,7 +978,11 @@ impl Driver {
         backend.send(&Command::new("ABOR", "")).await?;
         let first = backend.reply_within(ABORT_REPLY_TIMEOUT).await?;
         match backend.reply_within(ABORT_REPLY_TIMEOUT).await {
-            Ok(second) => debug!(transfer = first.code, abor = second.code, "backend aborted the transfer"),
+            Ok(second) => debug!(
+                transfer = first.code,
+                abor = second.code,
+                "backend aborted the transfer"
+            ),
             Err(e) => debug!(transfer = first.code, error = %e, "no second reply after ABOR"),
         }
         if let Some(s) = leg {

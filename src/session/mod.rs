@@ -110,7 +110,11 @@ impl Session {
         let implicit = policy.implicit;
         Session {
             policy,
-            control: if implicit { ControlTls::Secured } else { ControlTls::Plain },
+            control: if implicit {
+                ControlTls::Secured
+            } else {
+                ControlTls::Plain
+            },
             pbsz: implicit,
             prot: if implicit { Prot::Private } else { Prot::Clear },
             user_sent: false,
@@ -157,10 +161,16 @@ impl Session {
             return self.security(&cmd);
         }
         if cmd.verb == "REIN" {
-            return reply(502, "REIN not implemented: reconnect to start a new session.");
+            return reply(
+                502,
+                "REIN not implemented: reconnect to start a new session.",
+            );
         }
         if self.control == ControlTls::Plain && self.policy.control_tls == Requirement::Required {
-            let allowed = matches!(cmd.verb.as_str(), "FEAT" | "QUIT" | "NOOP" | "HOST" | "OPTS" | "SYST" | "HELP");
+            let allowed = matches!(
+                cmd.verb.as_str(),
+                "FEAT" | "QUIT" | "NOOP" | "HOST" | "OPTS" | "SYST" | "HELP"
+            );
             if !allowed {
                 return reply(530, NEED_TLS);
             }
@@ -202,7 +212,10 @@ impl Session {
                     return reply(534, "AUTH after CCC is not allowed.");
                 }
                 if self.logged_in {
-                    return reply(534, "AUTH after login is not allowed; reconnect and send AUTH TLS first.");
+                    return reply(
+                        534,
+                        "AUTH after login is not allowed; reconnect and send AUTH TLS first.",
+                    );
                 }
                 match arg.as_str() {
                     "TLS" | "TLS-C" | "SSL" | "TLS-P" => Action::StartTls,
@@ -213,7 +226,10 @@ impl Session {
             "ADAT" => reply(503, "ADAT is not used with TLS."),
             "PBSZ" => {
                 if self.control != ControlTls::Secured {
-                    return reply(503, "PBSZ needs an active TLS session (send AUTH TLS first).");
+                    return reply(
+                        503,
+                        "PBSZ needs an active TLS session (send AUTH TLS first).",
+                    );
                 }
                 match arg.parse::<u32>() {
                     Ok(0) => {
@@ -259,7 +275,10 @@ impl Session {
                 Action::ClearControl
             }
             // MIC, CONF, ENC
-            _ => reply(502, "Command not implemented: TLS protects the whole connection."),
+            _ => reply(
+                502,
+                "Command not implemented: TLS protects the whole connection.",
+            ),
         }
     }
 
@@ -275,8 +294,13 @@ impl Session {
                 }
                 match arg.as_str() {
                     "" => Action::Passive { extended: true },
-                    "1" | "2" if arg == own_family.to_string() => Action::Passive { extended: true },
-                    "1" | "2" => reply(522, format!("Network protocol not supported, use ({own_family})")),
+                    "1" | "2" if arg == own_family.to_string() => {
+                        Action::Passive { extended: true }
+                    }
+                    "1" | "2" => reply(
+                        522,
+                        format!("Network protocol not supported, use ({own_family})"),
+                    ),
                     _ => reply(501, "Syntax error in EPSV argument."),
                 }
             }
@@ -293,11 +317,15 @@ impl Session {
             },
             // EPRT
             _ => match addr::parse_eprt_arg(&arg) {
-                Ok(a) if a.is_ipv6() != v6 => {
-                    reply(522, format!("Network protocol not supported, use ({own_family})"))
-                }
+                Ok(a) if a.is_ipv6() != v6 => reply(
+                    522,
+                    format!("Network protocol not supported, use ({own_family})"),
+                ),
                 Ok(a) => self.check_active(a),
-                Err(AddrError::Family) => reply(522, format!("Network protocol not supported, use ({own_family})")),
+                Err(AddrError::Family) => reply(
+                    522,
+                    format!("Network protocol not supported, use ({own_family})"),
+                ),
                 Err(AddrError::Syntax) => reply(501, "Syntax error in EPRT argument."),
             },
         }
@@ -306,7 +334,14 @@ impl Session {
     /// Bounce protection (RFC 2577 §3-§4): only the control peer, only ports >= 1024.
     fn check_active(&self, target: SocketAddr) -> Action {
         if target.ip() != self.peer {
-            return reply(500, format!("Refusing to connect to {} (only to {}).", target.ip(), self.peer));
+            return reply(
+                500,
+                format!(
+                    "Refusing to connect to {} (only to {}).",
+                    target.ip(),
+                    self.peer
+                ),
+            );
         }
         if target.port() < 1024 {
             return reply(504, "Refusing to connect to a port below 1024.");
@@ -326,7 +361,11 @@ impl Session {
             return reply(425, "Use PASV, EPSV, PORT or EPRT first.");
         }
         self.data_ready = false;
-        Action::Transfer { cmd, upload, protect: self.prot == Prot::Private }
+        Action::Transfer {
+            cmd,
+            upload,
+            protect: self.prot == Prot::Private,
+        }
     }
 }
 
@@ -336,8 +375,8 @@ fn reply(code: u16, text: impl Into<String>) -> Action {
 
 /// Verbs the proxy owns or cannot rewrite; backend FEAT lines for them are dropped.
 const HIDDEN_FEATURES: &[&str] = &[
-    "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "EPSV", "EPRT", "SPSV", "ESTA", "ESTP", "LPSV",
-    "LPRT",
+    "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "EPSV", "EPRT", "SPSV", "ESTA",
+    "ESTP", "LPSV", "LPRT",
 ];
 
 /// Builds the client's FEAT reply from the backend's (or synthesises one when
@@ -348,7 +387,11 @@ pub fn rewrite_feat(backend: Option<&Reply>) -> Reply {
     if let Some(r) = backend.filter(|r| r.code == 211) {
         for line in r.body() {
             let text = String::from_utf8_lossy(line);
-            let label = text.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let label = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             if label.is_empty() || HIDDEN_FEATURES.contains(&label.as_str()) {
                 continue;
             }

@@ -42,22 +42,48 @@ fn login_before_tls_is_refused_with_530() {
     for line in ["USER alice", "PASS x", "ACCT y", "RETR f", "CWD /", "PASV"] {
         assert_eq!(code(&s.on_command(cmd(line))), 530, "{line}");
     }
-    for line in ["FEAT", "NOOP", "SYST", "HOST example.test", "OPTS UTF8 ON", "HELP"] {
-        assert!(matches!(s.on_command(cmd(line)), Action::Forward(_) | Action::Feat(_)), "{line}");
+    for line in [
+        "FEAT",
+        "NOOP",
+        "SYST",
+        "HOST example.test",
+        "OPTS UTF8 ON",
+        "HELP",
+    ] {
+        assert!(
+            matches!(
+                s.on_command(cmd(line)),
+                Action::Forward(_) | Action::Feat(_)
+            ),
+            "{line}"
+        );
     }
     assert!(matches!(s.on_command(cmd("QUIT")), Action::Quit(_)));
 }
 
 #[test]
 fn optional_control_tls_forwards_login() {
-    let mut s = Session::new(Policy { control_tls: Requirement::Optional, ..policy() }, "127.0.0.1".parse().unwrap());
-    assert!(matches!(s.on_command(cmd("USER alice")), Action::Forward(_)));
+    let mut s = Session::new(
+        Policy {
+            control_tls: Requirement::Optional,
+            ..policy()
+        },
+        "127.0.0.1".parse().unwrap(),
+    );
+    assert!(matches!(
+        s.on_command(cmd("USER alice")),
+        Action::Forward(_)
+    ));
 }
 
 #[test]
 fn auth_mechanisms() {
     for m in ["TLS", "tls", "SSL", "TLS-C", "tls-c"] {
-        assert_eq!(session().on_command(cmd(&format!("AUTH {m}"))), Action::StartTls, "{m}");
+        assert_eq!(
+            session().on_command(cmd(&format!("AUTH {m}"))),
+            Action::StartTls,
+            "{m}"
+        );
     }
     assert_eq!(code(&session().on_command(cmd("AUTH GSSAPI"))), 504);
     assert_eq!(code(&session().on_command(cmd("AUTH"))), 501);
@@ -69,7 +95,13 @@ fn auth_mechanisms() {
 
 #[test]
 fn auth_after_login_is_534() {
-    let mut s = Session::new(Policy { control_tls: Requirement::Optional, ..policy() }, "127.0.0.1".parse().unwrap());
+    let mut s = Session::new(
+        Policy {
+            control_tls: Requirement::Optional,
+            ..policy()
+        },
+        "127.0.0.1".parse().unwrap(),
+    );
     let user = cmd("USER alice");
     s.on_command(user.clone());
     s.on_reply(&cmd("PASS x"), &Reply::new(230, "ok"));
@@ -84,7 +116,10 @@ fn pbsz_and_prot_ordering_and_levels() {
     assert_eq!(code(&s2.on_command(cmd("PROT P"))), 503);
     s = secured();
     assert_eq!(code(&s.on_command(cmd("PBSZ abc"))), 501);
-    assert_eq!(s.on_command(cmd("PBSZ 1024")), Action::Reply(Reply::new(200, "PBSZ=0")));
+    assert_eq!(
+        s.on_command(cmd("PBSZ 1024")),
+        Action::Reply(Reply::new(200, "PBSZ=0"))
+    );
     assert_eq!(code(&s.on_command(cmd("PBSZ 0"))), 200);
     assert_eq!(code(&s.on_command(cmd("PROT S"))), 536);
     assert_eq!(code(&s.on_command(cmd("PROT E"))), 536);
@@ -113,7 +148,11 @@ fn transfer_needs_a_data_setup() {
     s.on_data_ready(true);
     assert_eq!(
         s.on_command(cmd("RETR f")),
-        Action::Transfer { cmd: cmd("RETR f"), upload: false, protect: true }
+        Action::Transfer {
+            cmd: cmd("RETR f"),
+            upload: false,
+            protect: true
+        }
     );
     // The set-up is consumed by one transfer.
     assert_eq!(code(&s.on_command(cmd("RETR f"))), 425);
@@ -121,13 +160,23 @@ fn transfer_needs_a_data_setup() {
 
 #[test]
 fn data_tls_optional_allows_clear_transfers() {
-    let mut s = Session::new(Policy { data_tls: Requirement::Optional, ..policy() }, "127.0.0.1".parse().unwrap());
+    let mut s = Session::new(
+        Policy {
+            data_tls: Requirement::Optional,
+            ..policy()
+        },
+        "127.0.0.1".parse().unwrap(),
+    );
     s.on_command(cmd("AUTH TLS"));
     s.on_tls_established();
     s.on_data_ready(true);
     assert_eq!(
         s.on_command(cmd("LIST")),
-        Action::Transfer { cmd: cmd("LIST"), upload: false, protect: false }
+        Action::Transfer {
+            cmd: cmd("LIST"),
+            upload: false,
+            protect: false
+        }
     );
 }
 
@@ -135,7 +184,13 @@ fn data_tls_optional_allows_clear_transfers() {
 fn ccc_codes() {
     assert_eq!(code(&session().on_command(cmd("CCC"))), 533);
     assert_eq!(code(&secured().on_command(cmd("CCC"))), 534);
-    let mut s = Session::new(Policy { ccc: Ccc::Allow, ..policy() }, "127.0.0.1".parse().unwrap());
+    let mut s = Session::new(
+        Policy {
+            ccc: Ccc::Allow,
+            ..policy()
+        },
+        "127.0.0.1".parse().unwrap(),
+    );
     s.on_command(cmd("AUTH TLS"));
     s.on_tls_established();
     s.on_command(cmd("PBSZ 0"));
@@ -149,22 +204,37 @@ fn ccc_codes() {
 
 #[test]
 fn implicit_sessions_start_private_and_refuse_auth() {
-    let mut s = Session::new(Policy { implicit: true, ..policy() }, "127.0.0.1".parse().unwrap());
+    let mut s = Session::new(
+        Policy {
+            implicit: true,
+            ..policy()
+        },
+        "127.0.0.1".parse().unwrap(),
+    );
     assert_eq!(s.prot(), Prot::Private);
     assert_eq!(code(&s.on_command(cmd("AUTH TLS"))), 534);
     assert_eq!(code(&s.on_command(cmd("PBSZ 0"))), 200);
     assert_eq!(code(&s.on_command(cmd("PROT P"))), 200);
-    assert!(matches!(s.on_command(cmd("USER alice")), Action::Forward(_)));
+    assert!(matches!(
+        s.on_command(cmd("USER alice")),
+        Action::Forward(_)
+    ));
 }
 
 #[test]
 fn port_and_eprt_bounce_protection() {
     let mut s = secured();
-    assert_eq!(s.on_command(cmd("PORT 127,0,0,1,4,0")), Action::Active("127.0.0.1:1024".parse().unwrap()));
+    assert_eq!(
+        s.on_command(cmd("PORT 127,0,0,1,4,0")),
+        Action::Active("127.0.0.1:1024".parse().unwrap())
+    );
     assert_eq!(code(&s.on_command(cmd("PORT 127,0,0,2,4,0"))), 500);
     assert_eq!(code(&s.on_command(cmd("PORT 127,0,0,1,0,21"))), 504);
     assert_eq!(code(&s.on_command(cmd("PORT 1,2,3"))), 501);
-    assert_eq!(s.on_command(cmd("EPRT |1|127.0.0.1|2000|")), Action::Active("127.0.0.1:2000".parse().unwrap()));
+    assert_eq!(
+        s.on_command(cmd("EPRT |1|127.0.0.1|2000|")),
+        Action::Active("127.0.0.1:2000".parse().unwrap())
+    );
     assert_eq!(code(&s.on_command(cmd("EPRT |2|::1|2000|"))), 522);
     assert_eq!(code(&s.on_command(cmd("EPRT |3|x|2000|"))), 522);
     assert_eq!(code(&s.on_command(cmd("EPRT |1|10.0.0.1|2000|"))), 500);
@@ -173,13 +243,22 @@ fn port_and_eprt_bounce_protection() {
 #[test]
 fn epsv_family_and_epsv_all() {
     let mut s = secured();
-    assert_eq!(s.on_command(cmd("EPSV")), Action::Passive { extended: true });
-    assert_eq!(s.on_command(cmd("EPSV 1")), Action::Passive { extended: true });
+    assert_eq!(
+        s.on_command(cmd("EPSV")),
+        Action::Passive { extended: true }
+    );
+    assert_eq!(
+        s.on_command(cmd("EPSV 1")),
+        Action::Passive { extended: true }
+    );
     assert_eq!(code(&s.on_command(cmd("EPSV 2"))), 522);
     assert_eq!(code(&s.on_command(cmd("EPSV ALL"))), 200);
     assert_eq!(code(&s.on_command(cmd("PASV"))), 501);
     assert_eq!(code(&s.on_command(cmd("PORT 127,0,0,1,4,0"))), 501);
-    assert_eq!(s.on_command(cmd("EPSV")), Action::Passive { extended: true });
+    assert_eq!(
+        s.on_command(cmd("EPSV")),
+        Action::Passive { extended: true }
+    );
     assert_eq!(code(&s.on_command(cmd("LPSV"))), 502);
 }
 
@@ -189,13 +268,19 @@ fn pasv_on_ipv6_needs_epsv() {
     s.on_command(cmd("AUTH TLS"));
     s.on_tls_established();
     assert_eq!(code(&s.on_command(cmd("PASV"))), 502);
-    assert_eq!(s.on_command(cmd("EPSV 2")), Action::Passive { extended: true });
+    assert_eq!(
+        s.on_command(cmd("EPSV 2")),
+        Action::Passive { extended: true }
+    );
 }
 
 #[test]
 fn host_mode_stru() {
     let mut s = secured();
-    assert!(matches!(s.on_command(cmd("HOST example.test")), Action::Forward(_)));
+    assert!(matches!(
+        s.on_command(cmd("HOST example.test")),
+        Action::Forward(_)
+    ));
     s.on_command(cmd("USER alice"));
     assert_eq!(code(&s.on_command(cmd("HOST example.test"))), 503);
     assert_eq!(code(&s.on_command(cmd("MODE B"))), 504);
@@ -208,12 +293,33 @@ fn feat_rewrite() {
     let backend = Reply::multi(
         211,
         "Features:",
-        vec![b" MDTM".to_vec(), b" AUTH SSL".to_vec(), b" EPSV".to_vec(), b" SIZE".to_vec(), b" PBSZ".to_vec()],
+        vec![
+            b" MDTM".to_vec(),
+            b" AUTH SSL".to_vec(),
+            b" EPSV".to_vec(),
+            b" SIZE".to_vec(),
+            b" PBSZ".to_vec(),
+        ],
         "End",
     );
     let out = rewrite_feat(Some(&backend));
-    let body: Vec<String> = out.body().iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
-    assert_eq!(body, [" MDTM", " SIZE", " AUTH TLS", " PBSZ", " PROT", " EPSV", " EPRT"]);
+    let body: Vec<String> = out
+        .body()
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    assert_eq!(
+        body,
+        [
+            " MDTM",
+            " SIZE",
+            " AUTH TLS",
+            " PBSZ",
+            " PROT",
+            " EPSV",
+            " EPRT"
+        ]
+    );
     // A backend that refuses FEAT gets a synthesised list.
     let out = rewrite_feat(Some(&Reply::new(500, "no")));
     assert_eq!(out.body().len(), 5);
