@@ -916,6 +916,10 @@ TARGETS = {  # (shape, metric): (op, ratio) of ftpsgate/mod_proxy medians
 }
 
 
+NO_RATIO = {("idle", "sessions requested"), ("idle", "sessions held (NOOP ok)"),
+            ("idle", "errors"), ("idle", "setup s"), ("idle", "total mem MiB")}
+
+
 def fmt(v):
     if v is None:
         return "-"
@@ -941,13 +945,19 @@ def summarize(results):
                 row[px] = ({"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v),
                             "samples": v} if v else None)
             g, m = row["ftpsgate"], row["modproxy"]
-            row["ratio"] = (g["median"] / m["median"]) if g and m and m["median"] else None
+            row["ratio"] = ((g["median"] / m["median"]) if g and m and m["median"]
+                            and (shape, metric) not in NO_RATIO else None)
             t = TARGETS.get((shape, metric))
             row["target"] = f"{t[0]}{t[1]}x" if t else ""
+            row["pass"] = None
             if t and row["ratio"] is not None:
                 row["pass"] = row["ratio"] >= t[1] if t[0] == ">=" else row["ratio"] <= t[1]
-            else:
-                row["pass"] = None
+            if shape == "idle" and g and metric == "errors":
+                row["target"], row["pass"] = "ftpsgate =0", max(g["samples"]) == 0
+            if shape == "idle" and g and metric == "sessions held (NOOP ok)":
+                want = per.get("ftpsgate") and results["idle"].get("sessions requested", {}).get("ftpsgate")
+                row["target"] = "ftpsgate =all"
+                row["pass"] = bool(want) and all(h == w for h, w in zip(g["samples"], want))
             rows.append(row)
     return rows
 
