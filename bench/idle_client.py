@@ -42,21 +42,34 @@ class Session:
         self.writer = writer
 
 
+class StageError(Exception):
+    """An error tagged with the session step it happened in."""
+
+
 async def open_session(host, port, ctx, timeout):
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    stage = "connect"
     try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except Exception as e:  # noqa: BLE001
+        raise StageError(f"{stage}: {type(e).__name__} {e}") from e
+    try:
+        stage = "greeting"
         code, text = await read_reply(reader, timeout)
         if code != "220":
-            raise ConnectionError(f"greeting: {text!r}")
+            raise ConnectionError(f"{text!r}")
+        stage = "AUTH TLS"
         writer.write(b"AUTH TLS\r\n")
         await writer.drain()
         code, text = await read_reply(reader, timeout)
         if code != "234":
-            raise ConnectionError(f"AUTH TLS: {text!r}")
+            raise ConnectionError(f"{text!r}")
+        stage = "TLS handshake"
         await asyncio.wait_for(writer.start_tls(ctx, server_hostname="localhost"), timeout)
         return Session(reader, writer)
-    except BaseException:
+    except BaseException as e:
         writer.transport.abort()
+        if isinstance(e, Exception):
+            raise StageError(f"{stage}: {type(e).__name__} {e}") from e
         raise
 
 

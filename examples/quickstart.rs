@@ -20,7 +20,10 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("hello.txt"), b"Hello from the legacy server, delivered over FTPS.\n")?;
+    std::fs::write(
+        dir.path().join("hello.txt"),
+        b"Hello from the legacy server, delivered over FTPS.\n",
+    )?;
     let backend = TcpListener::bind("127.0.0.1:0").await?;
     let backend_addr = backend.local_addr()?;
     let root = dir.path().to_path_buf();
@@ -30,7 +33,9 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let listen: SocketAddr = std::env::var("FTPSGATE_QUICKSTART_LISTEN").unwrap_or("127.0.0.1:2121".into()).parse()?;
+    let listen: SocketAddr = std::env::var("FTPSGATE_QUICKSTART_LISTEN")
+        .unwrap_or("127.0.0.1:2121".into())
+        .parse()?;
     let server = Server::bind(Settings::new(vec![listen], backend_addr.to_string())).await?;
     let addr = server.local_addrs()[0].1;
     println!("\nftpsgate is listening on {addr} (explicit FTPS) in front of a plaintext demo server on {backend_addr}.");
@@ -74,7 +79,11 @@ async fn demo_session(stream: TcpStream, root: PathBuf) -> std::io::Result<()> {
                 let port = l.local_addr()?.port();
                 pasv = Some(l);
                 if verb.eq_ignore_ascii_case("PASV") {
-                    format!("227 Entering Passive Mode (127,0,0,1,{},{})\r\n", port >> 8, port & 0xff)
+                    format!(
+                        "227 Entering Passive Mode (127,0,0,1,{},{})\r\n",
+                        port >> 8,
+                        port & 0xff
+                    )
                 } else {
                     format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
                 }
@@ -124,6 +133,9 @@ async fn demo_session(stream: TcpStream, root: PathBuf) -> std::io::Result<()> {
 
 /// A file name inside the root (no directories, no escaping it).
 fn file(root: &Path, name: &str) -> PathBuf {
-    let base = Path::new(name).file_name().map(|n| n.to_owned()).unwrap_or_default();
+    let base = Path::new(name)
+        .file_name()
+        .map(|n| n.to_owned())
+        .unwrap_or_default();
     root.join(base)
 }

@@ -91,3 +91,15 @@ impl AsyncWrite for MaybeTls {
         }
     }
 }
+
+/// Latency settings for a new connection: TCP_NODELAY, and on Linux
+/// TCP_QUICKACK, so a peer that leaves Nagle on (lftp) is not held up by
+/// our delayed ACK between its ChangeCipherSpec and Finished (about 40 ms
+/// per TLS handshake otherwise).
+pub fn low_latency(tcp: &TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    #[cfg(target_os = "linux")]
+    {
+        let _ = socket2::SockRef::from(tcp).set_quickack(true);
+    }
+}

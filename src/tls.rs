@@ -8,12 +8,16 @@
 //! issues none, because unread tickets on an upload connection make clients
 //! reset it and lose data (curl#6149). TLS 1.2 and 1.3 only; no 0-RTT.
 
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::server::{
+    ProducesTickets, ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier,
+};
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 
@@ -93,7 +97,7 @@ impl TlsContext {
         };
         let fingerprint = fingerprint(&chain[0]);
 
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| tls_err("cert", Path::new("-"), e))?;
@@ -123,9 +127,14 @@ impl TlsContext {
         let mut control = builder
             .with_single_cert(chain, key)
             .map_err(|e| tls_err("key", &key_path, e))?;
-        control.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-        control.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| tls_err("cert", Path::new("-"), e))?;
+        control.session_storage = Arc::new(ObservedStore(ServerSessionMemoryCache::new(
+            SESSION_CACHE_SIZE,
+        )));
+        control.ticketer = Arc::new(ObservedTicketer(
+            rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| tls_err("cert", Path::new("-"), e))?,
+        ));
+        control.ignore_client_order = true;
         control.max_early_data_size = 0;
         control.send_half_rtt_data = false;
         let mut data = control.clone();
@@ -137,6 +146,103 @@ impl TlsContext {
             ephemeral,
         })
     }
+}
+
+thread_local! {
+    /// While a data handshake is being polled on this thread: the encoded
+    /// session state rustls looked up to resume (see [`observe_resumption`]).
+    static OBSERVED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    static OBSERVING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn observed(value: &Option<Vec<u8>>) {
+    if OBSERVING.with(Cell::get) {
+        OBSERVED.with(|o| *o.borrow_mut() = value.clone());
+    }
+}
+
+/// rustls reports a resumed session's application data only for TLS 1.3.
+/// For TLS 1.2 the session-ID cache and the ticketer are wrapped: during a
+/// data handshake they record the session state they hand back, and the
+/// caller checks it carries the control session's token.
+#[derive(Debug)]
+struct ObservedStore(Arc<dyn StoresServerSessions>);
+
+impl StoresServerSessions for ObservedStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.0.put(key, value)
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let v = self.0.get(key);
+        observed(&v);
+        v
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let v = self.0.take(key);
+        observed(&v);
+        v
+    }
+    fn can_cache(&self) -> bool {
+        self.0.can_cache()
+    }
+}
+
+#[derive(Debug)]
+struct ObservedTicketer(Arc<dyn ProducesTickets>);
+
+impl ProducesTickets for ObservedTicketer {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let v = self.0.decrypt(cipher);
+        observed(&v);
+        v
+    }
+}
+
+/// Polls `handshake` with resumption observation on and returns its output
+/// plus the session state the handshake resumed from, if any.
+pub async fn observe_resumption<F: Future>(handshake: F) -> (F::Output, Option<Vec<u8>>) {
+    let mut handshake = std::pin::pin!(handshake);
+    let mut seen = None;
+    let out = std::future::poll_fn(|cx| {
+        OBSERVING.with(|o| o.set(true));
+        let r = handshake.as_mut().poll(cx);
+        OBSERVING.with(|o| o.set(false));
+        if let Some(v) = OBSERVED.with(|o| o.borrow_mut().take()) {
+            seen = Some(v);
+        }
+        r
+    })
+    .await;
+    (out, seen)
+}
+
+/// True when an encoded session state carries `token` as its application data.
+pub fn session_carries(state: &[u8], token: &[u8]) -> bool {
+    !token.is_empty() && state.windows(token.len()).any(|w| w == token)
+}
+
+/// aws-lc-rs with AES-128-GCM preferred: as safe as AES-256-GCM for TLS and
+/// cheaper per byte on the data path. ftpsgate's order wins over the client's
+/// (`ignore_client_order`), since curl and OpenSSL list AES-256 first.
+fn provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let rank = |s: &rustls::SupportedCipherSuite| match s.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => 1,
+        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 1,
+        _ => 2,
+    };
+    provider.cipher_suites.sort_by_key(rank);
+    provider
 }
 
 /// SHA-256 over the DER certificate, as colon-separated upper-case hex.

@@ -27,24 +27,41 @@ fn yaml_files(dir: &str) -> Vec<PathBuf> {
 
 #[test]
 fn every_example_and_deploy_config_passes_check() {
-    let files: Vec<PathBuf> = yaml_files("examples").into_iter().chain(yaml_files("deploy")).collect();
+    let files: Vec<PathBuf> = yaml_files("examples")
+        .into_iter()
+        .chain(yaml_files("deploy"))
+        .collect();
     assert!(files.len() >= 4, "no configs found: {files:?}");
     for f in files {
         let out = bin().args(["check", "--config"]).arg(&f).output().unwrap();
-        assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn broken_configs_name_the_file_and_key() {
     for (file, key) in [
-        ("bad-range.yaml", "passive_ports: low (5000) is above high (4000)"),
+        (
+            "bad-range.yaml",
+            "passive_ports: low (5000) is above high (4000)",
+        ),
         ("unknown-key.yaml", "data_tsl"),
         ("bad-listen.yaml", "listen:"),
         ("no-backend.yaml", "backend: missing"),
     ] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config").join(file);
-        let out = bin().args(["check", "--config"]).arg(&path).output().unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/config")
+            .join(file);
+        let out = bin()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{file} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(file) && err.contains(key), "{file}: {err}");
@@ -55,21 +72,50 @@ fn broken_configs_name_the_file_and_key() {
 fn cert_writes_a_pair_that_serve_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    let out = bin().args(["cert", "--hostname", "ftp.example.test", "--cert-out"]).arg(&cert).arg("--key-out").arg(&key).output().unwrap();
+    let out = bin()
+        .args(["cert", "--hostname", "ftp.example.test", "--cert-out"])
+        .arg(&cert)
+        .arg("--key-out")
+        .arg(&key)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("SHA-256 fingerprint"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     let cfg = dir.path().join("f.yaml");
-    std::fs::write(&cfg, format!("listen: ['127.0.0.1:0']\nbackend: '127.0.0.1:21'\ncert: {}\nkey: {}\n", cert.display(), key.display())).unwrap();
-    let out = bin().args(["check", "--config"]).arg(&cfg).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: ['127.0.0.1:0']\nbackend: '127.0.0.1:21'\ncert: {}\nkey: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A key that is not a key is reported against its key name.
     std::fs::write(&key, "not a key").unwrap();
-    let out = bin().args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("key"));
 }
@@ -103,10 +149,22 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(buf[..n].starts_with(b"220 scripted"));
     drop(s);
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(err.contains("ephemeral self-signed certificate") && err.contains("sha256"), "{err}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("ephemeral self-signed certificate") && err.contains("sha256"),
+        "{err}"
+    );
 }

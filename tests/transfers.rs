@@ -122,7 +122,7 @@ fn truncated_upload_is_aborted_in_strict_mode_and_accepted_in_lenient_mode() {
         assert_eq!(fin.code, want, "{mode:?}: {fin:?}");
         if mode == UploadEof::Strict {
             assert!(
-                b.commands().iter().any(|l| l.starts_with("ABOR")),
+                b.commands().iter().any(|l| l.contains("ABOR")),
                 "backend was told to abort"
             );
         } else {
@@ -270,7 +270,7 @@ fn client_that_never_connects_gets_425_and_backend_transfer_is_aborted() {
     c.send_raw(b"RETR n.bin\r\n");
     assert_eq!(c.read().code / 100, 1);
     assert_eq!(c.read().code, 425);
-    assert!(b.commands().iter().any(|l| l.starts_with("ABOR")));
+    assert!(b.commands().iter().any(|l| l.contains("ABOR")));
     assert_eq!(c.cmd("NOOP").code, 200, "session usable");
 }
 

@@ -149,7 +149,7 @@ pub struct DataTls {
 
 /// Runs the server side of the data TLS handshake when `protect`.
 pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<ClientLeg, DataError> {
-    let _ = tcp.set_nodelay(true);
+    crate::stream::low_latency(&tcp);
     if !protect {
         return Ok(ClientLeg {
             stream: MaybeTls::Plain(tcp),
@@ -157,10 +157,16 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
             resumed_this_session: false,
         });
     }
-    let accept = tls.acceptor.accept(tcp);
-    let stream = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, accept).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+    // Sessions a data connection issues (TLS 1.2 renews tickets on resumption)
+    // stay bound to this control session.
+    let token = tls.session_token.clone();
+    let accept = tls
+        .acceptor
+        .accept_with(tcp, move |conn| conn.set_resumption_data(&token));
+    let accept = crate::tls::observe_resumption(accept);
+    let (stream, resumed_from) = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, accept).await {
+        Ok((Ok(s), seen)) => (s, seen),
+        Ok((Err(e), _)) => {
             warn!(error = %e, "data TLS handshake failed");
             return Err(DataError::Handshake);
         }
@@ -171,8 +177,14 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
     };
     let conn = stream.get_ref().1;
     let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
-    let resumed_this_session =
-        resumed && conn.received_resumption_data() == Some(&tls.session_token[..]);
+    let resumed_this_session = resumed
+        && match conn.received_resumption_data() {
+            // TLS 1.3 reports the resumed session's application data directly.
+            Some(data) => data == &tls.session_token[..],
+            // TLS 1.2 does not: check the session state the handshake resumed from.
+            None => resumed_from
+                .is_some_and(|state| crate::tls::session_carries(&state, &tls.session_token)),
+        };
     debug!(resumed, resumed_this_session, version = ?conn.protocol_version(), "data TLS established");
     Ok(ClientLeg {
         stream: MaybeTls::Tls(Box::new(stream)),

@@ -1,7 +1,8 @@
 //! The byte pump for one transfer (PROTOCOL.md §5.2, §7.3, §14.1-2).
 //!
-//! Downloads: backend EOF → write everything to the client, send
-//! close_notify, half-close, and only then report success (the session
+//! Downloads: backend EOF → write everything to the client, wait for the
+//! backend's 2xx final reply, send close_notify, half-close, and only then
+//! report success (the session
 //! driver holds the backend's 226 until this returns). The client's own
 //! close_notify is drained in the background for a short grace period.
 //!
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{DataError, CLOSE_NOTIFY_GRACE, DATA_STALL_TIMEOUT};
@@ -50,6 +52,7 @@ pub async fn relay(
     upload: bool,
     eof: UploadEof,
     cancel: CancellationToken,
+    finish: Option<oneshot::Receiver<bool>>,
     stall: Option<Duration>,
 ) -> Outcome {
     let started = Instant::now();
@@ -65,7 +68,7 @@ pub async fn relay(
         if upload {
             pump_upload(&mut client, &mut backend, &mut buf, &moved, eof).await
         } else {
-            pump_download(&mut backend, &mut client, &mut buf, &moved).await
+            pump_download(&mut backend, &mut client, &mut buf, &moved, finish).await
         }
     };
     let result = tokio::select! {
@@ -112,6 +115,7 @@ async fn pump_download(
     client: &mut MaybeTls,
     buf: &mut [u8],
     moved: &AtomicU64,
+    finish: Option<oneshot::Receiver<bool>>,
 ) -> Result<bool, DataError> {
     loop {
         let n = backend
@@ -126,6 +130,22 @@ async fn pump_download(
             .await
             .map_err(|e| DataError::Client(e.to_string()))?;
         moved.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    client
+        .flush()
+        .await
+        .map_err(|e| DataError::Client(e.to_string()))?;
+    // Our FIN first: ProFTPD lingers (TimeoutLinger, 10 s) until the reader
+    // closes before it sends its 226.
+    let _ = backend.shutdown().await;
+    // A backend that dies closes its data socket with a plain FIN, which looks like
+    // the end of the file: close_notify waits for the backend's own verdict.
+    if let Some(finish) = finish {
+        if finish.await != Ok(true) {
+            return Err(DataError::Backend(
+                "the server did not confirm the transfer".into(),
+            ));
+        }
     }
     // close_notify (TLS) and FIN; only now is the download complete.
     client

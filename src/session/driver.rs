@@ -39,8 +39,13 @@ pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BACKEND_REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The control TLS handshake.
 pub const CONTROL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a backend gets to notice ABOR during an upload before its data
+/// connection is reset.
+pub const ABORT_NOTICE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Replies the backend owes after ABOR.
 pub const ABORT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the client's close_notify after CCC.
+pub const CCC_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Commands a client may queue while a transfer runs.
 const MAX_DEFERRED: usize = 32;
 
@@ -196,7 +201,7 @@ impl Driver {
     ) -> io::Result<Driver> {
         let peer = tcp.peer_addr()?;
         let local = tcp.local_addr()?;
-        let _ = tcp.set_nodelay(true);
+        crate::stream::low_latency(&tcp);
         let settings: &Settings = &shared.settings;
         let policy = Policy {
             control_tls: settings.control_tls,
@@ -380,11 +385,15 @@ impl Driver {
         };
         {
             let conn = tls.get_ref().1;
-            let subject = conn.peer_certificates().map(|c| c.len()).unwrap_or(0);
+            let subject = conn.peer_certificates().and_then(|c| c.first()).map(|der| {
+                x509_parser::parse_x509_certificate(der.as_ref())
+                    .map(|(_, cert)| cert.subject().to_string())
+                    .unwrap_or_else(|_| "(unparsable)".into())
+            });
             info!(
                 version = ?conn.protocol_version(),
                 suite = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
-                client_certs = subject,
+                client_cert = subject.as_deref().unwrap_or("none"),
                 "control TLS established"
             );
         }
@@ -543,6 +552,12 @@ impl Driver {
     }
 
     async fn clear_control(&mut self) -> Result<(), SessionError> {
+        if self.client.has_buffered() {
+            // Nothing sent under TLS after CCC may be read as plaintext, and vice versa.
+            return Err(SessionError::client_silent(
+                "commands pipelined after CCC; closing".into(),
+            ));
+        }
         self.reply(
             200,
             "CCC accepted; control connection continues in plaintext.",
@@ -552,26 +567,43 @@ impl Driver {
             return Err(SessionError::internal("CCC without TLS"));
         };
         let (mut tcp, mut conn) = tls.into_inner();
-        if conn.wants_read() {
-            // Nothing can be pending: the client waits for our 200 before anything else.
-        }
         conn.send_close_notify();
         let mut out = Vec::new();
         while conn.wants_write() {
             conn.write_tls(&mut out).map_err(SessionError::client_io)?;
         }
         tcp.write_all(&out).await.map_err(SessionError::client_io)?;
-        // The client may answer with its own close_notify (curl "active" CCC mode) or
-        // not ("passive" mode); a TLS alert record is consumed, anything else is plaintext.
-        let mut head = [0u8; 5];
-        let peeked = tokio::time::timeout(Duration::from_millis(500), tcp.peek(&mut head)).await;
-        if let Ok(Ok(n)) = peeked {
-            if n >= 3 && head[0] == 0x15 && head[1] == 0x03 {
-                let mut rec_head = [0u8; 5];
-                let _ = tcp.read_exact(&mut rec_head).await;
-                let len = usize::from(u16::from_be_bytes([rec_head[3], rec_head[4]])).min(1024);
-                let mut body = vec![0u8; len];
-                let _ = tcp.read_exact(&mut body).await;
+        // curl's "active" CCC mode answers with its own close_notify, "passive" mode
+        // does not (CURLOPT_FTP_SSL_CCC). TLS records (TLS 1.3 sends the alert as an
+        // encrypted application_data record) are fed to rustls and dropped until
+        // plaintext arrives; an FTP command never starts with a record type byte.
+        loop {
+            let mut head = [0u8; 1];
+            match tokio::time::timeout(CCC_DRAIN_TIMEOUT, tcp.peek(&mut head)).await {
+                Ok(Ok(1)) if (0x14..=0x17).contains(&head[0]) => {
+                    let mut rec = [0u8; 5];
+                    tcp.read_exact(&mut rec)
+                        .await
+                        .map_err(SessionError::client_io)?;
+                    let len = usize::from(u16::from_be_bytes([rec[3], rec[4]]));
+                    if len > 18 * 1024 {
+                        return Err(SessionError::client_silent(
+                            "oversized TLS record after CCC".into(),
+                        ));
+                    }
+                    let mut record = rec.to_vec();
+                    record.resize(5 + len, 0);
+                    tcp.read_exact(&mut record[5..])
+                        .await
+                        .map_err(SessionError::client_io)?;
+                    let _ = conn.read_tls(&mut &record[..]);
+                    match conn.process_new_packets() {
+                        Ok(state) if state.peer_has_closed() => break,
+                        Ok(_) => continue,
+                        Err(_) => break,
+                    }
+                }
+                _ => break,
             }
         }
         self.client.stream = Some(MaybeTls::Plain(tcp));
@@ -782,6 +814,8 @@ impl Driver {
         let eof = self.shared.settings.upload_eof;
         let cancel = CancellationToken::new();
         let task_cancel = cancel.clone();
+        let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
+        let finish_rx = (!upload).then_some(finish_rx);
         let client_setup = setup.client;
         let data = tokio::spawn(async move {
             let backend = match (backend_stream, backend_listener) {
@@ -822,9 +856,19 @@ impl Driver {
                 Ok(b) => b,
                 Err(e) => return fail(Err(DataError::BackendConnect), e),
             };
-            relay::relay(leg.stream, backend, upload, eof, task_cancel, None).await
+            relay::relay(
+                leg.stream,
+                backend,
+                upload,
+                eof,
+                task_cancel,
+                finish_rx,
+                None,
+            )
+            .await
         });
-        self.finish_transfer(cmd, upload, data, cancel).await
+        self.finish_transfer(cmd, upload, data, cancel, finish_tx)
+            .await
     }
 
     /// Waits for both the data relay and the backend's final reply, handling
@@ -835,7 +879,11 @@ impl Driver {
         upload: bool,
         mut data: tokio::task::JoinHandle<Outcome>,
         cancel: CancellationToken,
+        finish: tokio::sync::oneshot::Sender<bool>,
     ) -> Result<(), SessionError> {
+        // However this ends (including `?`), the relay task stops with it.
+        let _stop_relay = cancel.clone().drop_guard();
+        let mut finish = Some(finish);
         let mut outcome: Option<Outcome> = None;
         let mut final_reply: Option<Reply> = None;
         let mut aborted_by_client = false;
@@ -860,6 +908,9 @@ impl Driver {
                         continue;
                     }
                     let failed = !r.is_success();
+                    if let Some(f) = finish.take() {
+                        let _ = f.send(!failed);
+                    }
                     final_reply = Some(r);
                     if failed && outcome.is_none() {
                         // The backend gave up; stop the relay and collect what it hands back.
@@ -958,25 +1009,51 @@ impl Driver {
         }
     }
 
-    /// Aborts the backend's running transfer: for downloads the backend data leg
-    /// is closed first (unblocking a server stuck writing); for uploads ABOR goes
-    /// first and the leg is reset afterwards, so a partial upload is never closed
-    /// cleanly (PROTOCOL.md §15). The backend owes two replies: the transfer's
-    /// final one (426/451, or 226 if it had just finished) and ABOR's (225/226).
+    /// Aborts the backend's running transfer. For downloads the backend data
+    /// leg is closed first (unblocking a server stuck writing). For uploads ABOR
+    /// goes first and the leg is reset only after the backend answers, so a
+    /// partial upload is never closed cleanly (PROTOCOL.md §15); a backend that
+    /// does not notice ABOR while it reads (vsftpd without `async_abor_enable`)
+    /// gets the reset after [`ABORT_NOTICE_TIMEOUT`]. ABOR is preceded by Telnet
+    /// IP and Synch (IAC as urgent data, then DM), as RFC 959 §4.1.3 and
+    /// mod_proxy do. The backend owes two replies: the transfer's final one
+    /// (426/451, or 226 if it had just finished) and ABOR's (225/226).
     async fn abort_backend(
         &mut self,
         leg: Option<TcpStream>,
         upload: bool,
     ) -> Result<(), SessionError> {
-        let leg = if upload {
+        let mut leg = if upload {
             leg
         } else {
             drop(leg);
             None
         };
         let backend = self.backend()?;
+        debug!("to backend: IAC IP, Synch, ABOR");
+        backend
+            .stream
+            .write_all(&[IAC, IP])
+            .await
+            .map_err(SessionError::backend_io)?;
+        let _ = socket2::SockRef::from(&backend.stream).send_out_of_band(&[IAC]);
+        backend
+            .stream
+            .write_all(&[DM])
+            .await
+            .map_err(SessionError::backend_io)?;
         backend.send(&Command::new("ABOR", "")).await?;
-        let first = backend.reply_within(ABORT_REPLY_TIMEOUT).await?;
+        let first = match (
+            leg.is_some(),
+            tokio::time::timeout(ABORT_NOTICE_TIMEOUT, backend.next()).await,
+        ) {
+            (_, Ok(r)) => r?,
+            (true, Err(_)) => {
+                reset(leg.take());
+                backend.reply_within(ABORT_REPLY_TIMEOUT).await?
+            }
+            (false, Err(_)) => backend.reply_within(ABORT_REPLY_TIMEOUT).await?,
+        };
         match backend.reply_within(ABORT_REPLY_TIMEOUT).await {
             Ok(second) => debug!(
                 transfer = first.code,
@@ -985,13 +1062,22 @@ impl Driver {
             ),
             Err(e) => debug!(transfer = first.code, error = %e, "no second reply after ABOR"),
         }
-        if let Some(s) = leg {
-            let _ = s.set_zero_linger();
-            drop(s);
-        }
+        reset(leg);
         Ok(())
     }
 }
+
+/// Closes a backend data connection with RST, never with a clean FIN.
+fn reset(leg: Option<TcpStream>) {
+    if let Some(s) = leg {
+        let _ = s.set_zero_linger();
+        drop(s);
+    }
+}
+
+const IAC: u8 = 255;
+const IP: u8 = 244;
+const DM: u8 = 242;
 
 /// The client reply for a failed transfer (PROTOCOL.md §15).
 fn error_reply(e: &DataError) -> Reply {

@@ -30,6 +30,13 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy for `backend` with `tweak` applied to default settings.
     pub fn spawn(backend: SocketAddr, tweak: impl FnOnce(&mut Settings)) -> Proxy {
+        if let Ok(filter) = std::env::var("FTPSGATE_TEST_LOG") {
+            // Opt-in proxy logs for debugging a test: FTPSGATE_TEST_LOG=debug cargo test ...
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let mut settings = Settings::new(vec!["127.0.0.1:0".parse().unwrap()], backend.to_string());
         tweak(&mut settings);
         let stop = CancellationToken::new();
@@ -406,4 +413,93 @@ pub fn dead_port() -> SocketAddr {
 /// The loopback address `127.0.0.N`.
 pub fn lo(n: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, n])
+}
+
+/// A client session store (rustls' memory cache) that counts the TLS 1.3
+/// tickets it receives. rustls clients use each TLS 1.3 ticket once.
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    /// TLS 1.3 tickets received so far.
+    pub tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for CountingStore {
+    fn default() -> Self {
+        CountingStore {
+            inner: rustls::client::ClientSessionMemoryCache::new(32),
+            tickets: Default::default(),
+        }
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, n: ServerName<'static>, g: rustls::NamedGroup) {
+        self.inner.set_kx_hint(n, g)
+    }
+    fn kx_hint(&self, n: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(n)
+    }
+    fn set_tls12_session(
+        &self,
+        n: ServerName<'static>,
+        v: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(n, v)
+    }
+    fn tls12_session(&self, n: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(n)
+    }
+    fn remove_tls12_session(&self, n: &ServerName<'static>) {
+        self.inner.remove_tls12_session(n)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        n: ServerName<'static>,
+        v: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(n, v)
+    }
+    fn take_tls13_ticket(
+        &self,
+        n: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(n)
+    }
+}
+
+/// A client config using `store`, optionally limited to TLS 1.2.
+pub fn client_config_with(store: Arc<CountingStore>, tls12_only: bool) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    cfg.resumption = rustls::client::Resumption::store(store);
+    Arc::new(cfg)
+}
+
+/// A client config presenting `chain`/`key` as its client certificate.
+pub fn client_config_with_cert(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    Arc::new(cfg)
 }
