@@ -16,7 +16,7 @@ pub enum MaybeTls {
     /// Plaintext TCP.
     Plain(TcpStream),
     /// TLS over TCP.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<Tcp>>),
 }
 
 impl MaybeTls {
@@ -24,7 +24,7 @@ impl MaybeTls {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             MaybeTls::Plain(s) => s,
-            MaybeTls::Tls(s) => s.get_ref().0,
+            MaybeTls::Tls(s) => &s.get_ref().0.inner,
         }
     }
 
@@ -92,14 +92,86 @@ impl AsyncWrite for MaybeTls {
     }
 }
 
-/// Latency settings for a new connection: TCP_NODELAY, and on Linux
-/// TCP_QUICKACK, so a peer that leaves Nagle on (lftp) is not held up by
-/// our delayed ACK between its ChangeCipherSpec and Finished (about 40 ms
-/// per TLS handshake otherwise).
+/// TCP_NODELAY for a new connection: replies and handshake flights leave at once.
 pub fn low_latency(tcp: &TcpStream) {
     let _ = tcp.set_nodelay(true);
-    #[cfg(target_os = "linux")]
-    {
-        let _ = socket2::SockRef::from(tcp).set_quickack(true);
+}
+
+/// The TCP stream under a TLS session. While `handshaking`, every read and
+/// write re-arms TCP_QUICKACK (Linux): a client that leaves Nagle on (lftp,
+/// GnuTLS) sends ChangeCipherSpec and Finished as two writes and holds the
+/// second until the first is ACKed, and a delayed ACK costs 40 ms per
+/// handshake, per file. Off after the handshake: no per-chunk syscalls.
+#[derive(Debug)]
+pub struct Tcp {
+    /// The socket.
+    pub inner: TcpStream,
+    /// Re-arm TCP_QUICKACK on every I/O call.
+    pub handshaking: bool,
+}
+
+impl Tcp {
+    /// Wraps a stream for a TLS handshake.
+    pub fn for_handshake(inner: TcpStream) -> Tcp {
+        Tcp {
+            inner,
+            handshaking: true,
+        }
+    }
+
+    fn quickack(&self) {
+        #[cfg(target_os = "linux")]
+        if self.handshaking {
+            let _ = socket2::SockRef::from(&self.inner).set_quickack(true);
+        }
+    }
+}
+
+impl AsyncRead for Tcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.quickack();
+        r
+    }
+}
+
+impl AsyncWrite for Tcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.quickack();
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.quickack();
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

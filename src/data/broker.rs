@@ -162,7 +162,9 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
     let token = tls.session_token.clone();
     let accept = tls
         .acceptor
-        .accept_with(tcp, move |conn| conn.set_resumption_data(&token));
+        .accept_with(crate::stream::Tcp::for_handshake(tcp), move |conn| {
+            conn.set_resumption_data(&token)
+        });
     let accept = crate::tls::observe_resumption(accept);
     let (stream, resumed_from) = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, accept).await {
         Ok((Ok(s), seen)) => (s, seen),
@@ -175,6 +177,8 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
             return Err(DataError::Handshake);
         }
     };
+    let mut stream = stream;
+    stream.get_mut().0.handshaking = false;
     let conn = stream.get_ref().1;
     let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
     let resumed_this_session = resumed

@@ -369,8 +369,10 @@ impl Driver {
         };
         let acceptor = TlsAcceptor::from(self.shared.tls.control.clone());
         let token = self.token.clone();
-        let accept = acceptor.accept_with(tcp, move |conn| conn.set_resumption_data(&token));
-        let tls = match tokio::time::timeout(CONTROL_HANDSHAKE_TIMEOUT, accept).await {
+        let accept = acceptor.accept_with(crate::stream::Tcp::for_handshake(tcp), move |conn| {
+            conn.set_resumption_data(&token)
+        });
+        let mut tls = match tokio::time::timeout(CONTROL_HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(SessionError::client_silent(format!(
@@ -383,6 +385,7 @@ impl Driver {
                 ))
             }
         };
+        tls.get_mut().0.handshaking = false;
         {
             let conn = tls.get_ref().1;
             let subject = conn.peer_certificates().and_then(|c| c.first()).map(|der| {
@@ -566,7 +569,8 @@ impl Driver {
         let Some(MaybeTls::Tls(tls)) = self.client.stream.take() else {
             return Err(SessionError::internal("CCC without TLS"));
         };
-        let (mut tcp, mut conn) = tls.into_inner();
+        let (tcp, mut conn) = tls.into_inner();
+        let mut tcp = tcp.inner;
         conn.send_close_notify();
         let mut out = Vec::new();
         while conn.wants_write() {
