@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -66,7 +66,7 @@ impl Server {
             (Mode::Implicit, &settings.implicit_listen),
         ] {
             for addr in addrs {
-                let l = bind_listener(*addr).with_context(|| format!("cannot listen on {addr}"))?;
+                let l = crate::data::broker::listen_on(*addr, 1024).with_context(|| format!("cannot listen on {addr}"))?;
                 listeners.push((mode, l));
             }
         }
@@ -114,17 +114,6 @@ impl Server {
             warn!("shutdown grace period over; remaining sessions are dropped");
         }
     }
-}
-
-fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
 }
 
 async fn accept_loop(

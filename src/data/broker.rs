@@ -56,7 +56,7 @@ impl PortPool {
     /// Fails with `AddrInUse` when the range is exhausted.
     pub fn bind(self: &Arc<Self>, ip: IpAddr) -> io::Result<(TcpListener, Option<PortLease>)> {
         let Some(range) = self.range else {
-            return Ok((listen(SocketAddr::new(ip, 0))?, None));
+            return Ok((listen_on(SocketAddr::new(ip, 0), 8)?, None));
         };
         let span = u32::from(range.high - range.low) + 1;
         let start = rand::thread_rng().gen_range(0..span);
@@ -75,7 +75,7 @@ impl PortPool {
                 pool: self.clone(),
                 port,
             };
-            match listen(SocketAddr::new(ip, port)) {
+            match listen_on(SocketAddr::new(ip, port), 8) {
                 Ok(l) => return Ok((l, Some(lease))),
                 Err(e) => debug!(port, error = %e, "passive port busy"),
             }
@@ -87,7 +87,9 @@ impl PortPool {
     }
 }
 
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// A listening socket with SO_REUSEADDR (so a restart does not wait for
+/// TIME_WAIT) and the given accept backlog.
+pub fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -95,7 +97,7 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(8)
+    socket.listen(backlog)
 }
 
 /// Connects to `to` from `from_ip` (port chosen by the OS), within the data connect timeout.
