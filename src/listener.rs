@@ -66,7 +66,8 @@ impl Server {
             (Mode::Implicit, &settings.implicit_listen),
         ] {
             for addr in addrs {
-                let l = crate::data::broker::listen_on(*addr, 1024).with_context(|| format!("cannot listen on {addr}"))?;
+                let l = crate::data::broker::listen_on(*addr, 1024)
+                    .with_context(|| format!("cannot listen on {addr}"))?;
                 listeners.push((mode, l));
             }
         }
