@@ -891,7 +891,14 @@ impl Driver {
         let mut outcome: Option<Outcome> = None;
         let mut final_reply: Option<Reply> = None;
         let mut aborted_by_client = false;
+        // Once the data has moved, the backend's final reply must follow in bounded time.
+        let mut reply_deadline = None;
         while outcome.is_none() || final_reply.is_none() {
+            if outcome.is_some() && reply_deadline.is_none() {
+                reply_deadline = Some(tokio::time::Instant::now() + BACKEND_REPLY_TIMEOUT);
+            }
+            let deadline = reply_deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + BACKEND_REPLY_TIMEOUT);
             let backend = self
                 .backend
                 .as_mut()
@@ -920,6 +927,9 @@ impl Driver {
                         // The backend gave up; stop the relay and collect what it hands back.
                         cancel.cancel();
                     }
+                }
+                _ = tokio::time::sleep_until(deadline), if reply_deadline.is_some() => {
+                    return Err(SessionError::backend("no final reply from the backend after the transfer"));
                 }
                 ev = self.client.next() => {
                     let ev = ev.map_err(SessionError::client_io)?;
