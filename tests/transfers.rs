@@ -309,3 +309,51 @@ fn session_reuse_required() {
     assert_eq!(c3.read().code / 100, 1);
     assert_eq!(c3.read().code, 522);
 }
+
+#[test]
+fn prot_c_and_prot_p_switch_per_transfer_when_data_tls_is_optional() {
+    let Some(b) = backend() else { return };
+    b.write_file("c.txt", b"clear or private");
+    let proxy = Proxy::spawn(b.addr, |s| s.data_tls = ftpsgate::config::Requirement::Optional);
+    let mut c = logged_in(&proxy, &b);
+    assert_eq!(c.cmd("PROT C").code, 200);
+    let addr = c.epsv();
+    c.send_raw(b"RETR c.txt\r\n");
+    let mut plain = TcpStream::connect(addr).unwrap();
+    assert_eq!(c.read().code / 100, 1);
+    let mut got = Vec::new();
+    plain.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"clear or private", "PROT C data is plaintext");
+    assert_eq!(c.read().code, 226);
+    assert_eq!(c.cmd("PROT P").code, 200);
+    let (_, got, fin) = c.download("RETR c.txt");
+    assert_eq!((fin.code, got.as_slice()), (226, &b"clear or private"[..]));
+}
+
+#[test]
+fn twenty_concurrent_sessions_with_parallel_transfers() {
+    let Some(b) = backend() else { return };
+    let data = random_bytes(2 * 1024 * 1024, 11);
+    b.write_file("par.bin", &data);
+    let proxy = Proxy::spawn(b.addr, |_| {});
+    let want = sha256_bytes(&data);
+    let (user, pass) = (b.user.clone(), b.pass.clone());
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let (addr, user, pass, want) = (proxy.addr, user.clone(), pass.clone(), want.clone());
+            std::thread::spawn(move || {
+                let (mut c, _) = Client::connect(addr);
+                c.login_secure(&user, &pass);
+                c.cmd("TYPE I");
+                for _ in 0..3 {
+                    let (_, got, fin) = c.download("RETR par.bin");
+                    assert_eq!(fin.code, 226);
+                    assert_eq!(sha256_bytes(&got), want);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("session thread");
+    }
+}
