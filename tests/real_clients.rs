@@ -353,7 +353,7 @@ fn interop_matrix() {
                                 passed += 1;
                                 "pass".to_string()
                             }
-                            (Err(_), Some(why)) => format!("client bug: {why}"),
+                            (Err(_), Some(why)) => why.to_string(),
                             (Err(e), None) => {
                                 failures
                                     .push(format!("{client} {} {tls:?} {data:?}: {e}", b.name()));
