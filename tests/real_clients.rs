@@ -23,11 +23,9 @@ use support::tools::{
 
 const MIB: u64 = 1024 * 1024;
 
-#[test]
-fn curl_explicit_pasv_and_epsv_64mib_zero_byte_listing_upload() {
-    if !tool_available("curl") || !tool_available("pyftpdlib") {
-        return;
-    }
+/// pyftpdlib behind a proxy, serving a 64 MiB `big.bin` (also kept locally,
+/// with its SHA-256) and an empty `zero.bin`.
+fn big_and_zero_files() -> (PyFtpd, Proxy, tempfile::TempDir, std::path::PathBuf, String) {
     let b = PyFtpd::start();
     let proxy = Proxy::spawn(b.addr, |_| {});
     let dir = tempfile::tempdir().unwrap();
@@ -35,6 +33,15 @@ fn curl_explicit_pasv_and_epsv_64mib_zero_byte_listing_upload() {
     let sum = write_random_file(&big, 64 * MIB);
     std::fs::copy(&big, b.root.join("big.bin")).unwrap();
     std::fs::write(b.root.join("zero.bin"), b"").unwrap();
+    (b, proxy, dir, big, sum)
+}
+
+#[test]
+fn curl_explicit_pasv_and_epsv_64mib_zero_byte_listing_upload() {
+    if !tool_available("curl") || !tool_available("pyftpdlib") {
+        return;
+    }
+    let (b, proxy, dir, big, sum) = big_and_zero_files();
     for (label, opts) in [
         ("EPSV", CurlOptions::explicit()),
         ("PASV", CurlOptions::explicit().pasv()),
@@ -96,13 +103,7 @@ fn python_ftplib_prot_p_and_lftp_ssl_force() {
     if !tool_available("pyftpdlib") || !tool_available("lftp") {
         return;
     }
-    let b = PyFtpd::start();
-    let proxy = Proxy::spawn(b.addr, |_| {});
-    let dir = tempfile::tempdir().unwrap();
-    let big = dir.path().join("big.bin");
-    let sum = write_random_file(&big, 64 * MIB);
-    std::fs::copy(&big, b.root.join("big.bin")).unwrap();
-    std::fs::write(b.root.join("zero.bin"), b"").unwrap();
+    let (b, proxy, dir, big, sum) = big_and_zero_files();
 
     let py = PyClientOptions::explicit().login(&b.user, &b.pass);
     let got = py_client(

@@ -314,7 +314,9 @@ fn session_reuse_required() {
 fn prot_c_and_prot_p_switch_per_transfer_when_data_tls_is_optional() {
     let Some(b) = backend() else { return };
     b.write_file("c.txt", b"clear or private");
-    let proxy = Proxy::spawn(b.addr, |s| s.data_tls = ftpsgate::config::Requirement::Optional);
+    let proxy = Proxy::spawn(b.addr, |s| {
+        s.data_tls = ftpsgate::config::Requirement::Optional
+    });
     let mut c = logged_in(&proxy, &b);
     assert_eq!(c.cmd("PROT C").code, 200);
     let addr = c.epsv();
