@@ -359,3 +359,20 @@ fn twenty_concurrent_sessions_with_parallel_transfers() {
         h.join().expect("session thread");
     }
 }
+
+#[test]
+fn abor_before_the_client_connects_is_answered_at_once() {
+    let Some(b) = backend() else { return };
+    b.write_file("q.bin", &random_bytes(4 * 1024 * 1024, 12));
+    // A data timeout longer than the client's read timeout: waiting for it would fail the test.
+    let proxy = Proxy::spawn(b.addr, |s| s.data_timeout = Duration::from_secs(300));
+    let mut c = logged_in(&proxy, &b);
+    let _addr = c.epsv();
+    c.send_raw(b"RETR q.bin\r\n");
+    assert_eq!(c.read().code / 100, 1);
+    c.send_raw(b"ABOR\r\n");
+    assert_eq!(c.read().code, 426);
+    assert_eq!(c.read().code, 226);
+    assert!(b.commands().iter().any(|l| l.contains("ABOR")));
+    assert_eq!(c.cmd("NOOP").code, 200);
+}

@@ -824,20 +824,30 @@ impl Driver {
         let data = tokio::spawn(async move {
             let backend = match (backend_stream, backend_listener) {
                 (Some(s), _) => Ok(s),
-                (None, Some(l)) => {
-                    tokio::time::timeout(data_timeout, broker::accept_from(&l, bpeer))
-                        .await
-                        .map_err(|_| DataError::BackendConnect)
-                        .and_then(|r| r.map_err(|_| DataError::BackendConnect))
-                }
+                (None, Some(l)) => tokio::select! {
+                    r = tokio::time::timeout(data_timeout, broker::accept_from(&l, bpeer)) => {
+                        r.map_err(|_| DataError::BackendConnect)
+                            .and_then(|r| r.map_err(|_| DataError::BackendConnect))
+                    }
+                    _ = task_cancel.cancelled() => Err(DataError::Aborted),
+                },
                 (None, None) => Err(DataError::BackendConnect),
             };
-            let leg: Result<ClientLeg, DataError> = match client_setup {
-                ClientData::Passive(accept) => accept.wait(data_timeout).await,
-                ClientData::Active(target) => match broker::connect_from(local_ip, target).await {
-                    Ok(tcp) => broker::secure(tcp, protect, &dtls).await,
-                    Err(_) => Err(DataError::ClientConnect),
-                },
+            let leg = async {
+                match client_setup {
+                    ClientData::Passive(accept) => accept.wait(data_timeout).await,
+                    ClientData::Active(target) => {
+                        match broker::connect_from(local_ip, target).await {
+                            Ok(tcp) => broker::secure(tcp, protect, &dtls).await,
+                            Err(_) => Err(DataError::ClientConnect),
+                        }
+                    }
+                }
+            };
+            // ABOR (or the session ending) while waiting for the client's connection.
+            let leg: Result<ClientLeg, DataError> = tokio::select! {
+                l = leg => l,
+                _ = task_cancel.cancelled() => Err(DataError::Aborted),
             };
             let fail = |backend: Result<TcpStream, DataError>, e: DataError| Outcome {
                 bytes: 0,
