@@ -367,3 +367,65 @@ fn vanishing_backend_mid_transfer_ends_the_session_cleanly() {
         "{fin:?}"
     );
 }
+
+#[test]
+fn require_session_reuse_with_cpython_ftplib() {
+    if !tool_available("pyftpdlib") {
+        return;
+    }
+    let b = PyFtpd::start();
+    // Large enough that the backend is still sending when the data connection is refused.
+    b.write_file("r.bin", &random_bytes(32 * 1024 * 1024, 13));
+    let proxy = Proxy::spawn(b.addr, |s| s.require_session_reuse = true);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.bin");
+    let opts = support::tools::PyClientOptions::explicit().login(&b.user, &b.pass);
+    // Plain FTP_TLS never resumes: its data connection is refused (ftplib fails on the data
+    // socket before it reads the 522 that tests/transfers.rs checks) and the backend
+    // transfer is aborted.
+    let r = support::tools::py_client(proxy.addr, &opts, &["get", "r.bin", out.to_str().unwrap()]);
+    assert!(!r.success(), "{r}");
+    assert_eq!(r.field("data_session_reused"), Some("False"), "{r}");
+    // ftplib hangs up at once; the proxy's ABOR to the backend follows asynchronously.
+    let aborted = (0..200).any(|_| {
+        let seen = b.commands().iter().any(|l| l.contains("ABOR"));
+        if !seen {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        seen
+    });
+    assert!(aborted, "backend transfer aborted: {:?}", b.commands());
+    // The well-known subclass that passes session=self.sock.session works.
+    let r = support::tools::py_client(
+        proxy.addr,
+        &opts.reuse_session(),
+        &["get", "r.bin", out.to_str().unwrap()],
+    );
+    r.assert_success();
+    assert_eq!(sha256_file(&out), sha256_file(b.root.join("r.bin")));
+}
+
+#[test]
+fn upload_reset_mid_way_is_reported_as_aborted() {
+    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+        return;
+    };
+    let proxy = Proxy::spawn(b.addr, |_| {});
+    let (mut c, _) = Client::connect(proxy.addr);
+    c.login_secure(&b.user, &b.pass);
+    let addr = c.epsv();
+    c.send_raw(b"STOR reset.bin\r\n");
+    let mut d = c.data_tls(addr);
+    assert_eq!(c.read().code / 100, 1);
+    std::io::Write::write_all(&mut d, &random_bytes(512 * 1024, 14)).unwrap();
+    std::io::Write::flush(&mut d).unwrap();
+    let _ = socket2::SockRef::from(&d.sock).set_linger(Some(Duration::ZERO));
+    drop(d);
+    let fin = c.read();
+    assert!(fin.code == 426 || fin.code == 451, "{fin:?}");
+    assert!(
+        b.commands().iter().any(|l| l.contains("ABOR")),
+        "backend told to abort"
+    );
+    assert_eq!(c.cmd("NOOP").code, 200);
+}
