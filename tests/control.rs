@@ -446,3 +446,13 @@ fn implicit_listener_tls_first() {
     let _ = s.read_to_end(&mut rest);
     assert!(!rest.starts_with(b"220"));
 }
+
+#[test]
+fn implicit_listener_with_backend_down_says_421_after_the_handshake() {
+    let proxy = Proxy::spawn(dead_port(), |s| {
+        s.implicit_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    });
+    let (mut c, g) = Client::connect_implicit(proxy.implicit.unwrap());
+    assert_eq!(g.code, 421);
+    assert!(c.try_read().is_none());
+}
