@@ -45,6 +45,19 @@ pub struct Outcome {
     pub lenient_eof: bool,
 }
 
+impl Outcome {
+    /// A transfer that failed before any byte moved; `backend` is kept for the abort.
+    pub fn failed(error: DataError, backend: Option<TcpStream>) -> Outcome {
+        Outcome {
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            result: Err(error),
+            backend,
+            lenient_eof: false,
+        }
+    }
+}
+
 /// Moves one transfer's bytes; `upload` is client → backend.
 pub async fn relay(
     mut client: MaybeTls,

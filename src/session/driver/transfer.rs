@@ -6,7 +6,6 @@
 //! aborting the backend's transfer when the client side fails (§15).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -263,12 +262,8 @@ impl Driver {
                 l = leg => l,
                 _ = task_cancel.cancelled() => Err(DataError::Aborted),
             };
-            let fail = |backend: Result<TcpStream, DataError>, e: DataError| Outcome {
-                bytes: 0,
-                elapsed: Duration::ZERO,
-                result: Err(e),
-                backend: backend.ok(),
-                lenient_eof: false,
+            let fail = |backend: Result<TcpStream, DataError>, e: DataError| {
+                Outcome::failed(e, backend.ok())
             };
             let leg = match leg {
                 Ok(l) => l,
@@ -329,7 +324,7 @@ impl Driver {
                 .ok_or_else(|| SessionError::internal("no backend"))?;
             tokio::select! {
                 o = &mut data, if outcome.is_none() => {
-                    let o = o.unwrap_or_else(|_| Outcome { bytes: 0, elapsed: Duration::ZERO, result: Err(DataError::Aborted), backend: None, lenient_eof: false });
+                    let o = o.unwrap_or_else(|_| Outcome::failed(DataError::Aborted, None));
                     let failed = o.result.is_err();
                     outcome = Some(o);
                     if failed && final_reply.is_none() {
@@ -384,13 +379,7 @@ impl Driver {
         if outcome.is_none() {
             outcome = (&mut data).await.ok();
         }
-        let outcome = outcome.unwrap_or(Outcome {
-            bytes: 0,
-            elapsed: Duration::ZERO,
-            result: Err(DataError::Aborted),
-            backend: None,
-            lenient_eof: false,
-        });
+        let outcome = outcome.unwrap_or_else(|| Outcome::failed(DataError::Aborted, None));
         let Outcome {
             bytes,
             elapsed,
