@@ -249,10 +249,7 @@ fn abor_against(b: &dyn FtpBackend) {
     let (mut c, _) = Client::connect(proxy.addr);
     c.login_secure(b.user(), b.pass());
     c.cmd("TYPE I");
-    let addr = c.epsv();
-    c.send_raw(b"RETR big.bin\r\n");
-    let mut d = c.data_tls(addr);
-    assert_eq!(c.read().code / 100, 1);
+    let (mut d, _) = c.start("RETR big.bin");
     let mut buf = vec![0u8; 32 * 1024];
     d.read_exact(&mut buf).unwrap();
     c.send_raw(b"ABOR\r\n");
@@ -266,10 +263,7 @@ fn abor_against(b: &dyn FtpBackend) {
     );
     assert_eq!(c.cmd("NOOP").code, 200, "{}", b.name());
     // Upload aborted half-way: the backend must not keep a complete-looking file.
-    let addr = c.epsv();
-    c.send_raw(b"STOR part.bin\r\n");
-    let mut d = c.data_tls(addr);
-    assert_eq!(c.read().code / 100, 1);
+    let (mut d, _) = c.start("STOR part.bin");
     std::io::Write::write_all(&mut d, &random_bytes(1024 * 1024, 1)).unwrap();
     c.send_raw(b"ABOR\r\n");
     let first = c.read();
@@ -346,10 +340,7 @@ fn vanishing_backend_mid_transfer_ends_the_session_cleanly() {
     let proxy = Proxy::spawn(b.addr, |_| {});
     let (mut c, _) = Client::connect(proxy.addr);
     c.login_secure(&b.user, &b.pass);
-    let addr = c.epsv();
-    c.send_raw(b"RETR w.bin\r\n");
-    let mut d = c.data_tls(addr);
-    assert_eq!(c.read().code / 100, 1);
+    let (mut d, _) = c.start("RETR w.bin");
     let mut buf = vec![0u8; 16 * 1024];
     d.read_exact(&mut buf).unwrap();
     drop(b); // kills pyftpdlib
@@ -413,10 +404,7 @@ fn upload_reset_mid_way_is_reported_as_aborted() {
     let proxy = Proxy::spawn(b.addr, |_| {});
     let (mut c, _) = Client::connect(proxy.addr);
     c.login_secure(&b.user, &b.pass);
-    let addr = c.epsv();
-    c.send_raw(b"STOR reset.bin\r\n");
-    let mut d = c.data_tls(addr);
-    assert_eq!(c.read().code / 100, 1);
+    let (mut d, _) = c.start("STOR reset.bin");
     std::io::Write::write_all(&mut d, &random_bytes(512 * 1024, 14)).unwrap();
     std::io::Write::flush(&mut d).unwrap();
     let _ = socket2::SockRef::from(&d.sock).set_linger(Some(Duration::ZERO));

@@ -110,10 +110,7 @@ fn truncated_upload_is_aborted_in_strict_mode_and_accepted_in_lenient_mode() {
     for (mode, want) in [(UploadEof::Strict, 426), (UploadEof::Lenient, 226)] {
         let proxy = Proxy::spawn(b.addr, |s| s.upload_eof = mode);
         let mut c = logged_in(&proxy, &b);
-        let addr = c.epsv();
-        c.send_raw(b"STOR cut.bin\r\n");
-        let mut d = c.data_tls(addr);
-        assert_eq!(c.read().code / 100, 1);
+        let (mut d, _) = c.start("STOR cut.bin");
         d.write_all(&data).unwrap();
         d.flush().unwrap();
         // TCP FIN without close_notify.
@@ -141,10 +138,7 @@ fn abor_during_a_large_download() {
     b.write_file("huge.bin", &random_bytes(64 * 1024 * 1024, 9));
     let proxy = Proxy::spawn(b.addr, |_| {});
     let mut c = logged_in(&proxy, &b);
-    let addr = c.epsv();
-    c.send_raw(b"RETR huge.bin\r\n");
-    let mut d = c.data_tls(addr);
-    assert_eq!(c.read().code / 100, 1);
+    let (mut d, _) = c.start("RETR huge.bin");
     let mut buf = vec![0u8; 64 * 1024];
     d.read_exact(&mut buf).unwrap();
     c.send_raw(b"\xff\xf4\xff\xf2ABOR\r\n");
@@ -184,10 +178,7 @@ fn stat_and_noop_during_a_transfer_stay_in_order() {
     b.write_file("m.bin", &random_bytes(8 * 1024 * 1024, 2));
     let proxy = Proxy::spawn(b.addr, |_| {});
     let mut c = logged_in(&proxy, &b);
-    let addr = c.epsv();
-    c.send_raw(b"RETR m.bin\r\n");
-    let mut d = c.data_tls(addr);
-    assert_eq!(c.read().code / 100, 1);
+    let (mut d, _) = c.start("RETR m.bin");
     c.send_raw(b"NOOP\r\nSTAT\r\n");
     let mut got = Vec::new();
     d.read_to_end(&mut got).unwrap();

@@ -297,12 +297,20 @@ impl Client {
         s
     }
 
-    /// EPSV + `verb` + read everything: returns (1xx reply, data, final reply).
-    pub fn download(&mut self, verb_line: &str) -> (Got, Vec<u8>, Got) {
+    /// EPSV, send `verb_line`, open the TLS data connection and read the 1xx:
+    /// the start every transfer test shares. Returns the data stream and the 1xx.
+    pub fn start(&mut self, verb_line: &str) -> (StreamOwned<ClientConnection, TcpStream>, Got) {
         let data_addr = self.epsv();
         self.send_raw(format!("{verb_line}\r\n").as_bytes());
-        let mut data = self.data_tls(data_addr);
+        let data = self.data_tls(data_addr);
         let prelim = self.read();
+        assert_eq!(prelim.code / 100, 1, "{verb_line}: {prelim:?}");
+        (data, prelim)
+    }
+
+    /// [`Client::start`] and read everything: returns (1xx reply, data, final reply).
+    pub fn download(&mut self, verb_line: &str) -> (Got, Vec<u8>, Got) {
+        let (mut data, prelim) = self.start(verb_line);
         let mut buf = Vec::new();
         data.read_to_end(&mut buf)
             .expect("download ends with close_notify");
@@ -310,12 +318,9 @@ impl Client {
         (prelim, buf, fin)
     }
 
-    /// EPSV + `verb` + write `bytes` and close_notify: returns (1xx, final).
+    /// [`Client::start`], write `bytes` and close_notify: returns (1xx, final).
     pub fn upload(&mut self, verb_line: &str, bytes: &[u8]) -> (Got, Got) {
-        let data_addr = self.epsv();
-        self.send_raw(format!("{verb_line}\r\n").as_bytes());
-        let mut data = self.data_tls(data_addr);
-        let prelim = self.read();
+        let (mut data, prelim) = self.start(verb_line);
         data.write_all(bytes).unwrap();
         data.conn.send_close_notify();
         data.flush().unwrap();
