@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let listen: SocketAddr = std::env::var("FTPSGATE_QUICKSTART_LISTEN")
         .unwrap_or("127.0.0.1:2121".into())
         .parse()?;
-    let server = Server::bind(Settings::new(vec![listen], backend_addr.to_string())).await?;
+    let server = Server::bind(Settings::new(vec![listen], backend_addr.into())).await?;
     let addr = server.local_addrs()[0].1;
     println!("\nftpsgate is listening on {addr} (explicit FTPS) in front of a plaintext demo server on {backend_addr}.");
     println!("Certificate SHA-256: {}\n", server.fingerprint());

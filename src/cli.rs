@@ -1,9 +1,14 @@
 //! Command-line interface (clap derive). Flag names mirror the YAML keys in
-//! snake_case; `ftpsgate` with no subcommand means `serve`.
+//! snake_case; `ftpsgate` with no subcommand means `serve`. Values are parsed
+//! into the same typed values as the YAML file ([`crate::config::values`]),
+//! so a bad flag is refused by clap with the flag's name.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::config::values::{BackendAddr, BackendData, Ccc, PortRange, Requirement, UploadEof};
 
 /// ftpsgate: an FTPS edge in front of a plaintext FTP server.
 #[derive(Debug, Parser)]
@@ -50,13 +55,13 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     /// Explicit-FTPS listener (client sends AUTH TLS); repeatable.
     #[arg(long, value_name = "ADDR")]
-    pub listen: Vec<String>,
+    pub listen: Vec<SocketAddr>,
     /// Implicit-FTPS listener (TLS from the first byte); repeatable.
     #[arg(long, value_name = "ADDR")]
-    pub implicit_listen: Vec<String>,
+    pub implicit_listen: Vec<SocketAddr>,
     /// The plaintext FTP server behind the proxy.
     #[arg(long, value_name = "HOST:PORT")]
-    pub backend: Option<String>,
+    pub backend: Option<BackendAddr>,
     /// PEM certificate chain; without --cert/--key an ephemeral self-signed one is made.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
@@ -65,34 +70,35 @@ pub struct ServeArgs {
     pub key: Option<PathBuf>,
     /// Client-facing passive data ports.
     #[arg(long, value_name = "LOW-HIGH")]
-    pub passive_ports: Option<String>,
+    pub passive_ports: Option<PortRange>,
     /// Address advertised in 227 replies (NAT); default: the control connection's local address.
     #[arg(long, value_name = "IP")]
-    pub public_address: Option<String>,
+    pub public_address: Option<IpAddr>,
     /// required: USER/PASS before AUTH TLS get 530.
-    #[arg(long, value_name = "required|optional")]
-    pub control_tls: Option<String>,
+    #[arg(long, value_enum)]
+    pub control_tls: Option<Requirement>,
     /// required: transfers need PROT P (else 522).
-    #[arg(long, value_name = "required|optional")]
-    pub data_tls: Option<String>,
+    #[arg(long, value_enum)]
+    pub data_tls: Option<Requirement>,
     /// Whether CCC (clear the control channel) is allowed.
-    #[arg(long, value_name = "allow|deny")]
-    pub ccc: Option<String>,
+    #[arg(long, value_enum)]
+    pub ccc: Option<Ccc>,
     /// How ftpsgate opens data connections to the backend.
-    #[arg(long, value_name = "passive|active")]
-    pub backend_data: Option<String>,
-    /// Data-connection TLS must resume the control connection's session.
-    #[arg(long)]
-    pub require_session_reuse: bool,
+    #[arg(long, value_enum)]
+    pub backend_data: Option<BackendData>,
+    /// Data-connection TLS must resume the control connection's session
+    /// (`--require-session-reuse=false` turns a YAML `true` off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub require_session_reuse: Option<bool>,
     /// Verify client certificates against this CA bundle (PEM).
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
     /// With --client-ca: whether a client certificate is required.
-    #[arg(long, value_name = "required|optional")]
-    pub client_cert: Option<String>,
+    #[arg(long, value_enum)]
+    pub client_cert: Option<Requirement>,
     /// strict: an upload ending without TLS close_notify is aborted (426); lenient: accepted.
-    #[arg(long, value_name = "strict|lenient")]
-    pub upload_eof: Option<String>,
+    #[arg(long, value_enum)]
+    pub upload_eof: Option<UploadEof>,
     /// Seconds a control connection may stay idle before 421.
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,

@@ -1,12 +1,16 @@
-//! Session errors that know which side caused them (after pingora's
-//! `ErrorSource`) and the one place they become FTP replies (STYLE.md 2.6).
+//! Errors that know which side caused them (after pingora's `ErrorSource`)
+//! and the one place every error becomes an FTP reply (STYLE.md 2.6, shaped
+//! like libunftp's `handle_control_channel_error` and rustls'
+//! `AlertDescription` mapping): [`disposition`] says what the client is
+//! told and whether the session goes on.
 
-use std::fmt;
 use std::io;
 
-use crate::ftp::reply::Reply;
+use crate::data::DataError;
+use crate::ftp::command::CommandError;
+use crate::ftp::reply::{Reply, ReplyError};
 
-/// Who caused a session error.
+/// Who caused an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// The FTPS client.
@@ -18,124 +22,238 @@ pub enum Side {
 }
 
 /// An error that ends a control session.
-#[derive(Debug)]
-pub struct SessionError {
-    /// Who caused it.
-    pub side: Side,
-    /// What happened, for the log.
-    pub message: String,
-    /// The last reply the client gets, if anything can still be said.
-    reply: Option<Reply>,
-}
-
-fn service_unavailable() -> Reply {
-    Reply::new(421, "Service not available, closing control connection.")
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Reading from or writing to the client's control connection failed.
+    #[error("client control connection: {0}")]
+    ClientIo(#[source] io::Error),
+    /// The control TLS handshake failed; the state is unknown, nothing is said.
+    #[error("control TLS handshake failed: {0}")]
+    Handshake(#[source] io::Error),
+    /// The control TLS handshake did not finish in time.
+    #[error("control TLS handshake timed out")]
+    HandshakeTimeout,
+    /// Bytes followed AUTH or CCC in the same read (CVE-2011-1575 class).
+    #[error("commands pipelined after {0}; closing")]
+    Pipelined(&'static str),
+    /// A TLS record after CCC was larger than TLS allows.
+    #[error("oversized TLS record after CCC")]
+    CccRecord,
+    /// A command line without terminator beyond the hard cap.
+    #[error("command line overflow")]
+    LineOverflow,
+    /// The client queued more commands during a transfer than are kept.
+    #[error("too many commands queued during a transfer")]
+    TooManyQueued,
+    /// The client closed its control connection while a transfer ran.
+    #[error("client closed the control connection during a transfer")]
+    ClientLeftTransfer,
+    /// The backend could not be reached at session start.
+    #[error("cannot connect to the backend: {0}")]
+    BackendDown(#[source] io::Error),
+    /// Reading from or writing to the backend's control connection failed.
+    #[error("backend control connection: {0}")]
+    BackendIo(#[source] io::Error),
+    /// The backend closed its control connection.
+    #[error("backend closed the control connection")]
+    BackendClosed,
+    /// The backend broke the reply grammar or the size caps.
+    #[error("bad backend reply: {0}")]
+    BadReply(#[source] ReplyError),
+    /// The backend did not answer in time.
+    #[error("backend reply timed out")]
+    BackendTimeout,
+    /// A backend reply nobody asked for.
+    #[error("unsolicited backend reply {0}")]
+    Unsolicited(u16),
+    /// The backend ended the session with this reply (relayed as the last word).
+    #[error("backend closed the session with {}", .0.code)]
+    BackendGoodbye(Reply),
+    /// The backend refused the session in its greeting (already relayed).
+    #[error("backend refused the session")]
+    BackendRefused,
+    /// The data moved but the backend never sent the transfer's final reply.
+    #[error("no final reply from the backend after the transfer")]
+    NoFinalReply,
+    /// The control connection was idle too long.
+    #[error("idle timeout")]
+    Idle,
+    /// The proxy is shutting down.
+    #[error("shutting down")]
+    Shutdown,
+    /// ftpsgate's own failure (a broken invariant or a local resource).
+    #[error("internal: {0}")]
+    Internal(&'static str),
+    /// ftpsgate's own I/O failure (a local socket).
+    #[error("internal: {0}")]
+    InternalIo(#[source] io::Error),
 }
 
 impl SessionError {
-    fn new(side: Side, message: impl Into<String>, reply: Option<Reply>) -> SessionError {
-        SessionError {
-            side,
-            message: message.into(),
-            reply,
+    /// Who caused it.
+    pub fn side(&self) -> Side {
+        use SessionError::*;
+        match self {
+            ClientIo(_) | Handshake(_) | HandshakeTimeout | Pipelined(_) | CccRecord
+            | LineOverflow | TooManyQueued | ClientLeftTransfer => Side::Client,
+            BackendDown(_) | BackendIo(_) | BackendClosed | BadReply(_) | BackendTimeout
+            | Unsolicited(_) | BackendGoodbye(_) | BackendRefused | NoFinalReply => Side::Backend,
+            Idle | Shutdown | Internal(_) | InternalIo(_) => Side::Internal,
         }
     }
 
-    /// The backend broke the protocol or vanished: 421.
-    pub fn backend(message: impl Into<String>) -> SessionError {
-        Self::new(Side::Backend, message, Some(service_unavailable()))
-    }
-
-    /// An I/O error on the backend control connection: 421.
-    pub fn backend_io(e: io::Error) -> SessionError {
-        Self::backend(format!("backend control connection: {e}"))
-    }
-
-    /// The backend is unreachable at session start: 421.
-    pub fn backend_down(message: String) -> SessionError {
-        Self::new(
-            Side::Backend,
-            message,
-            Some(Reply::new(
-                421,
-                "Service not available: the FTP server cannot be reached.",
-            )),
+    /// An everyday ending, not worth a warning: idle timeout, shutdown, a
+    /// client that went away or never finished its handshake.
+    pub fn is_routine(&self) -> bool {
+        use SessionError::*;
+        matches!(
+            self,
+            ClientIo(_) | Handshake(_) | HandshakeTimeout | ClientLeftTransfer | Idle | Shutdown
         )
-    }
-
-    /// The backend said goodbye itself; its reply has already been relayed.
-    pub fn backend_silent(message: &str) -> SessionError {
-        Self::new(Side::Backend, message, None)
-    }
-
-    /// The backend closed the session with this reply (relayed as the last word).
-    pub fn backend_reply(reply: Reply, message: &str) -> SessionError {
-        Self::new(Side::Backend, message, Some(reply))
-    }
-
-    /// The client connection failed; nothing can be said.
-    pub fn client_io(e: io::Error) -> SessionError {
-        Self::new(
-            Side::Client,
-            format!("client control connection: {e}"),
-            None,
-        )
-    }
-
-    /// The client must be cut off without a reply (failed TLS handshake, injection attempt).
-    pub fn client_silent(message: String) -> SessionError {
-        Self::new(Side::Client, message, None)
-    }
-
-    /// The client is cut off after this reply.
-    pub fn client_reply(reply: Reply, message: &str) -> SessionError {
-        Self::new(Side::Client, message, Some(reply))
-    }
-
-    /// Our own failure: 421.
-    pub fn internal(message: &str) -> SessionError {
-        Self::new(Side::Internal, message, Some(service_unavailable()))
-    }
-
-    /// Our own I/O failure: 421.
-    pub fn internal_io(e: io::Error) -> SessionError {
-        Self::new(Side::Internal, e.to_string(), Some(service_unavailable()))
-    }
-
-    /// Idle timeout or shutdown, with its reply.
-    pub fn internal_reply(reply: Reply, message: &str) -> SessionError {
-        Self::new(Side::Internal, message, Some(reply))
     }
 
     /// The reply the client gets before the connection closes, if any.
     pub fn reply(&self) -> Option<Reply> {
-        self.reply.clone()
+        disposition(&Failure::Session(self)).reply
     }
 }
 
-impl fmt::Display for SessionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.side, self.message)
+/// Anything that goes wrong while serving one client command.
+#[derive(Debug, Clone, Copy)]
+pub enum Failure<'a> {
+    /// The session cannot go on.
+    Session(&'a SessionError),
+    /// The line is not a command.
+    Command(&'a CommandError),
+    /// The line was longer than the cap and was discarded.
+    LineTooLong,
+    /// A transfer failed (the control connection is fine).
+    Transfer(&'a DataError),
+}
+
+/// What the client is told, and whether the session goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disposition {
+    /// The reply, if anything can be said (nothing after a failed handshake).
+    pub reply: Option<Reply>,
+    /// The control connection closes after the reply.
+    pub close: bool,
+}
+
+/// The one map from an error to the client's reply (PROTOCOL.md §15 codes).
+pub fn disposition(failure: &Failure<'_>) -> Disposition {
+    let (reply, close) = match failure {
+        Failure::Session(e) => (session_reply(e), true),
+        Failure::Command(CommandError::BadVerb) => (
+            Some(Reply::new(500, CommandError::BadVerb.to_string())),
+            false,
+        ),
+        Failure::Command(CommandError::ControlChar) => (
+            Some(Reply::new(501, CommandError::ControlChar.to_string())),
+            false,
+        ),
+        Failure::LineTooLong => (Some(Reply::new(500, "Command line too long.")), false),
+        Failure::Transfer(e) => (Some(transfer_reply(e)), false),
+    };
+    Disposition { reply, close }
+}
+
+fn unavailable() -> Option<Reply> {
+    Some(Reply::new(
+        421,
+        "Service not available, closing control connection.",
+    ))
+}
+
+fn session_reply(e: &SessionError) -> Option<Reply> {
+    use SessionError::*;
+    match e {
+        ClientIo(_) | Handshake(_) | HandshakeTimeout | Pipelined(_) | CccRecord
+        | ClientLeftTransfer | BackendRefused => None,
+        LineOverflow => Some(Reply::new(500, "Command line too long; closing.")),
+        TooManyQueued => Some(Reply::new(421, "Too many commands during a transfer.")),
+        BackendDown(_) => Some(Reply::new(
+            421,
+            "Service not available: the FTP server cannot be reached.",
+        )),
+        BackendGoodbye(r) => Some(r.clone()),
+        Idle => Some(Reply::new(421, "Idle timeout; closing control connection.")),
+        Shutdown => Some(Reply::new(
+            421,
+            "Service shutting down; closing control connection.",
+        )),
+        BackendIo(_) | BackendClosed | BadReply(_) | BackendTimeout | Unsolicited(_)
+        | NoFinalReply | Internal(_) | InternalIo(_) => unavailable(),
     }
 }
 
-impl std::error::Error for SessionError {}
+/// The client reply for a failed transfer (PROTOCOL.md §15).
+fn transfer_reply(e: &DataError) -> Reply {
+    match e {
+        DataError::ClientConnect | DataError::BackendConnect => {
+            Reply::new(425, "Can't open data connection.")
+        }
+        DataError::NoPassivePort => Reply::new(
+            425,
+            "Can't open data connection: no passive port available.",
+        ),
+        DataError::BackendPassiveReply => Reply::new(
+            425,
+            "Can't open data connection (backend passive reply unusable).",
+        ),
+        DataError::Handshake => Reply::new(522, "Data connection TLS handshake failed."),
+        DataError::NotResumed => Reply::new(
+            522,
+            "Data connection refused: TLS session reuse required (resume the control connection's TLS session).",
+        ),
+        DataError::ProtMismatch => Reply::new(
+            425,
+            "PROT level changed after the data connection was opened; retry.",
+        ),
+        DataError::Truncated => Reply::new(
+            426,
+            "Upload ended without TLS close_notify; transfer aborted.",
+        ),
+        DataError::Stalled => Reply::new(426, "Data connection stalled; transfer aborted."),
+        DataError::Client(_) | DataError::Backend(_) | DataError::Aborted => {
+            Reply::new(426, "Connection closed; transfer aborted.")
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn mapping() {
-        assert_eq!(SessionError::backend("x").reply().unwrap().code, 421);
-        assert!(SessionError::client_silent("x".into()).reply().is_none());
+    fn every_session_error_ends_the_session_and_knows_its_side() {
+        let d = disposition(&Failure::Session(&SessionError::BackendClosed));
+        assert_eq!(d.reply.unwrap().code, 421);
+        assert!(d.close);
+        assert!(SessionError::HandshakeTimeout.reply().is_none());
+        assert_eq!(SessionError::HandshakeTimeout.side(), Side::Client);
         assert_eq!(
-            SessionError::backend_down("x".into()).reply().unwrap().code,
-            421
+            SessionError::Idle.reply().unwrap().text(),
+            "Idle timeout; closing control connection."
         );
-        let r = SessionError::internal_reply(Reply::new(421, "Idle"), "idle")
-            .reply()
-            .unwrap();
-        assert_eq!(r.text(), "Idle");
+        let goodbye = SessionError::BackendGoodbye(Reply::new(421, "bye"));
+        assert_eq!(goodbye.reply().unwrap().text(), "bye");
+        assert_eq!(goodbye.side(), Side::Backend);
+    }
+
+    #[test]
+    fn command_and_transfer_errors_keep_the_session() {
+        for (f, code) in [
+            (Failure::Command(&CommandError::BadVerb), 500),
+            (Failure::Command(&CommandError::ControlChar), 501),
+            (Failure::LineTooLong, 500),
+            (Failure::Transfer(&DataError::NotResumed), 522),
+            (Failure::Transfer(&DataError::ClientConnect), 425),
+            (Failure::Transfer(&DataError::Truncated), 426),
+        ] {
+            let d = disposition(&f);
+            assert_eq!(d.reply.unwrap().code, code, "{f:?}");
+            assert!(!d.close);
+        }
     }
 }

@@ -23,20 +23,26 @@
 //! transfer are chosen independently.
 //!
 //! Module map: [`cli`] flags, [`config`] YAML + flags → [`config::Settings`],
-//! [`tls`] certificates and rustls configs, [`ftp`] the sans-IO protocol
-//! vocabulary, [`session`] the pure state machine and its async driver,
-//! [`data`] data connections, [`listener`] accept loops and shutdown,
-//! [`error`] errors → replies, [`stream`] plain-or-TLS streams.
+//! [`live`] the swappable running state, [`tls`] certificates, rustls
+//! configs and session-reuse binding, [`ftp`] the sans-IO protocol
+//! vocabulary and rewriting rules, [`session`] the pure state machine, its
+//! policy and its async driver, [`data`] data connections and transfers,
+//! [`events`] the session event stream, [`listener`] accept loops and
+//! shutdown, [`error`] errors → replies, [`stream`] plain-or-TLS streams.
+//! ARCHITECTURE.md draws one session and one transfer through them.
 
 pub mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod events;
 pub mod ftp;
 pub mod listener;
+pub mod live;
 pub mod session;
 pub mod stream;
 pub mod tls;
 
 pub use config::Settings;
-pub use listener::{Mode, Server};
+pub use listener::Server;
+pub use session::Mode;

@@ -1,7 +1,10 @@
-//! Accept loops for the explicit and implicit listeners: connection limit,
-//! one spawned session task per client with its tracing span, and graceful
-//! stop on a `CancellationToken` (listeners close, sessions answer 421 at
-//! their next line boundary, running transfers get a bounded grace period).
+//! The proxy as a whole: [`Server::bind`] binds every listener (what is fixed
+//! at bind time) and builds the first [`Live`] state; [`Server::run`] accepts
+//! until shutdown. Each accept loop only accepts, applies the session limit,
+//! and spawns one session task with its tracing span; the session takes its
+//! snapshot of the live state there. Shutdown: listeners close, sessions
+//! answer 421 at their next line boundary, running transfers get a bounded
+//! grace period.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,39 +12,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::config::Settings;
-use crate::data::broker::PortPool;
-use crate::session::driver::Driver;
+use crate::data::ports::{listen_on, PortPool};
+use crate::events::{Events, SessionInfo};
+use crate::live::{Live, LiveState};
+use crate::session::driver::{self, SessionContext};
+use crate::session::Mode;
 use crate::tls::TlsContext;
 
 /// How long running sessions get to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// State shared by all sessions of one proxy.
-pub struct Shared {
-    /// Validated settings.
-    pub settings: Settings,
-    /// TLS configurations.
-    pub tls: TlsContext,
-    /// Client-facing passive ports.
-    pub pool: Arc<PortPool>,
+/// What every accept loop shares.
+struct Shared {
+    live: LiveState,
+    pool: Arc<PortPool>,
+    events: Events,
     sessions: Arc<Semaphore>,
     next_id: AtomicU64,
-}
-
-/// Which listener a connection came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Plaintext first, AUTH TLS upgrades.
-    Explicit,
-    /// TLS from the first byte.
-    Implicit,
 }
 
 /// A bound, not yet running proxy.
@@ -53,6 +47,11 @@ pub struct Server {
 impl Server {
     /// Binds every listener and prepares TLS. Errors name the listener or key.
     pub async fn bind(settings: Settings) -> anyhow::Result<Server> {
+        Self::bind_with(settings, Events::tracing()).await
+    }
+
+    /// As [`Server::bind`], reporting session events to `events`.
+    pub async fn bind_with(settings: Settings, events: Events) -> anyhow::Result<Server> {
         use anyhow::Context;
         let tls = TlsContext::from_settings(&settings)?;
         if tls.ephemeral {
@@ -66,16 +65,20 @@ impl Server {
             (Mode::Implicit, &settings.implicit_listen),
         ] {
             for addr in addrs {
-                let l = crate::data::broker::listen_on(*addr, 1024)
-                    .with_context(|| format!("cannot listen on {addr}"))?;
+                let l =
+                    listen_on(*addr, 1024).with_context(|| format!("cannot listen on {addr}"))?;
                 listeners.push((mode, l));
             }
         }
         let shared = Arc::new(Shared {
             pool: PortPool::new(settings.passive_ports),
             sessions: Arc::new(Semaphore::new(settings.max_sessions)),
-            settings,
-            tls,
+            events,
+            live: LiveState::new(Live {
+                settings,
+                tls,
+                generation: 1,
+            }),
             next_id: AtomicU64::new(1),
         });
         Ok(Server { shared, listeners })
@@ -90,8 +93,8 @@ impl Server {
     }
 
     /// The certificate's SHA-256 fingerprint.
-    pub fn fingerprint(&self) -> &str {
-        &self.shared.tls.fingerprint
+    pub fn fingerprint(&self) -> String {
+        self.shared.live.snapshot().tls.fingerprint.clone()
     }
 
     /// Serves until `shutdown` is cancelled, then drains sessions (bounded).
@@ -101,10 +104,14 @@ impl Server {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, ?mode, "listening");
             }
-            let shared = self.shared.clone();
-            let stop = shutdown.clone();
-            let sessions = tracker.clone();
-            tracker.spawn(accept_loop(listener, mode, shared, stop, sessions));
+            let accept = Acceptor {
+                listener,
+                mode,
+                shared: self.shared.clone(),
+                stop: shutdown.clone(),
+                sessions: tracker.clone(),
+            };
+            tracker.spawn(accept.run());
         }
         shutdown.cancelled().await;
         tracker.close();
@@ -117,47 +124,67 @@ impl Server {
     }
 }
 
-async fn accept_loop(
+/// One listener's accept loop.
+struct Acceptor {
     listener: TcpListener,
     mode: Mode,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        let (mut tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => return,
-        };
-        let Ok(permit) = shared.sessions.clone().try_acquire_owned() else {
+    sessions: TaskTracker,
+}
+
+impl Acceptor {
+    async fn run(self) {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = self.listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = self.stop.cancelled() => return,
+            };
+            self.admit(tcp, peer).await;
+        }
+    }
+
+    /// Applies the session limit and spawns the session.
+    async fn admit(&self, mut tcp: TcpStream, peer: SocketAddr) {
+        let Ok(permit) = self.shared.sessions.clone().try_acquire_owned() else {
             warn!(%peer, "session limit reached; refusing connection");
-            if mode == Mode::Explicit {
+            if self.mode == Mode::Explicit {
                 let _ = tcp
                     .write_all(b"421 Too many connections; try again later.\r\n")
                     .await;
             }
-            continue;
+            return;
         };
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let Ok(local) = tcp.local_addr() else {
+            return;
+        };
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty);
-        let shared = shared.clone();
-        let stop = stop.clone();
-        tracker.spawn(
+        let ctx = SessionContext {
+            live: self.shared.live.snapshot(),
+            pool: self.shared.pool.clone(),
+            events: self.shared.events.clone(),
+            shutdown: self.stop.clone(),
+            info: SessionInfo {
+                id,
+                client: peer,
+                mode: self.mode,
+                user: None,
+            },
+            local,
+        };
+        self.sessions.spawn(
             async move {
                 let _permit = permit;
-                info!(?mode, "accepted");
-                match Driver::new(shared, tcp, mode == Mode::Implicit, stop) {
-                    Ok(d) => d.run(mode == Mode::Implicit).await,
-                    Err(e) => warn!(error = %e, "cannot start session"),
-                }
+                driver::run(ctx, tcp).await;
             }
             .instrument(span),
         );

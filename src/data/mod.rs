@@ -1,23 +1,28 @@
-//! Data connections: where they come from ([`broker`]: passive port pool,
-//! peer-checked accepts, backend connects from the control source address)
-//! and how their bytes move ([`relay`]: TLS on the client leg, close_notify
-//! and half-close semantics mapped onto the plaintext backend leg).
+//! Data connections: where they come from ([`ports`]: the passive port pool;
+//! [`connect`]: peer-checked accepts, connects from the control source
+//! address, the data TLS handshake), what one transfer is ([`transfer`]: a
+//! value that owns both legs, runs the relay and reports its outcome), and
+//! how its bytes move ([`relay`]: TLS on the client leg, close_notify and
+//! half-close semantics mapped onto the plaintext backend leg).
 
-pub mod broker;
+pub mod connect;
+pub mod ports;
 pub mod relay;
+pub mod transfer;
 
+use std::io;
 use std::time::Duration;
 
-/// How long the client has to open its data connection after the transfer starts.
-pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a data-connection TLS handshake may take.
 pub const DATA_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an outbound data connect (to the client or the backend) may take.
+pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transfer that moves no byte for this long is failed.
 pub const DATA_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long to keep reading for the client's close_notify after a download.
 pub const CLOSE_NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
-/// Why a data transfer failed; each maps to one client reply in the session driver.
+/// Why a data transfer failed; [`crate::error::disposition`] gives each its reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataError {
     /// The client never opened (or we could not open) the client data connection.
@@ -26,6 +31,12 @@ pub enum DataError {
     /// Could not connect to or accept from the backend data port.
     #[error("backend data connection not established")]
     BackendConnect,
+    /// No client-facing passive port was free.
+    #[error("no passive port available")]
+    NoPassivePort,
+    /// The backend's 227/229 named no usable port.
+    #[error("backend passive reply unusable")]
+    BackendPassiveReply,
     /// The client's data TLS handshake failed.
     #[error("data connection TLS handshake failed")]
     Handshake,
@@ -37,17 +48,29 @@ pub enum DataError {
     ProtMismatch,
     /// The client leg failed mid-transfer.
     #[error("client data connection failed: {0}")]
-    Client(String),
+    Client(io::ErrorKind),
     /// The upload ended with TCP FIN but no TLS close_notify (possible truncation).
     #[error("upload ended without TLS close_notify")]
     Truncated,
-    /// The backend leg failed mid-transfer.
+    /// The backend leg failed mid-transfer, or the backend did not confirm it.
     #[error("backend data connection failed: {0}")]
-    Backend(String),
+    Backend(io::ErrorKind),
     /// No byte moved for [`DATA_STALL_TIMEOUT`].
     #[error("data transfer stalled")]
     Stalled,
     /// ABOR, session end or shutdown.
     #[error("aborted")]
     Aborted,
+}
+
+impl DataError {
+    /// A client-leg I/O failure.
+    pub fn client(e: io::Error) -> DataError {
+        DataError::Client(e.kind())
+    }
+
+    /// A backend-leg I/O failure.
+    pub fn backend(e: io::Error) -> DataError {
+        DataError::Backend(e.kind())
+    }
 }

@@ -15,7 +15,7 @@
 //! stall watchdog checks a byte counter instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,13 +29,11 @@ use crate::stream::MaybeTls;
 /// Relay buffer size: large reads keep syscalls and TLS records per byte low.
 const BUF_SIZE: usize = 256 * 1024;
 
-/// What happened to one transfer.
+/// What the relay did.
 #[derive(Debug)]
 pub struct Outcome {
     /// Payload bytes moved.
     pub bytes: u64,
-    /// How long the relay ran.
-    pub elapsed: Duration,
     /// Success, or why not.
     pub result: Result<(), DataError>,
     /// The backend leg, returned unclosed when an upload failed so the driver
@@ -43,19 +41,6 @@ pub struct Outcome {
     pub backend: Option<TcpStream>,
     /// The upload ended without close_notify but was accepted (lenient mode).
     pub lenient_eof: bool,
-}
-
-impl Outcome {
-    /// A transfer that failed before any byte moved; `backend` is kept for the abort.
-    pub fn failed(error: DataError, backend: Option<TcpStream>) -> Outcome {
-        Outcome {
-            bytes: 0,
-            elapsed: Duration::ZERO,
-            result: Err(error),
-            backend,
-            lenient_eof: false,
-        }
-    }
 }
 
 /// Moves one transfer's bytes; `upload` is client → backend.
@@ -68,7 +53,6 @@ pub async fn relay(
     finish: Option<oneshot::Receiver<bool>>,
     stall: Option<Duration>,
 ) -> Outcome {
-    let started = Instant::now();
     let moved = AtomicU64::new(0);
     let mut buf = vec![0u8; BUF_SIZE];
     let stall = stall.unwrap_or(DATA_STALL_TIMEOUT);
@@ -90,7 +74,6 @@ pub async fn relay(
         _ = watchdog(&moved, stall) => Err(DataError::Stalled),
     };
     let bytes = moved.load(Ordering::Relaxed);
-    let elapsed = started.elapsed();
     match result {
         Ok(lenient_eof) => {
             if upload {
@@ -102,7 +85,6 @@ pub async fn relay(
             }
             Outcome {
                 bytes,
-                elapsed,
                 result: Ok(()),
                 backend: None,
                 lenient_eof,
@@ -114,7 +96,6 @@ pub async fn relay(
             drop(client);
             Outcome {
                 bytes,
-                elapsed,
                 result: Err(e),
                 backend: Some(backend),
                 lenient_eof: false,
@@ -131,23 +112,17 @@ async fn pump_download(
     finish: Option<oneshot::Receiver<bool>>,
 ) -> Result<bool, DataError> {
     loop {
-        let n = backend
-            .read(buf)
-            .await
-            .map_err(|e| DataError::Backend(e.to_string()))?;
+        let n = backend.read(buf).await.map_err(DataError::backend)?;
         if n == 0 {
             break;
         }
         client
             .write_all(&buf[..n])
             .await
-            .map_err(|e| DataError::Client(e.to_string()))?;
+            .map_err(DataError::client)?;
         moved.fetch_add(n as u64, Ordering::Relaxed);
     }
-    client
-        .flush()
-        .await
-        .map_err(|e| DataError::Client(e.to_string()))?;
+    client.flush().await.map_err(DataError::client)?;
     // Our FIN first: ProFTPD lingers (TimeoutLinger, 10 s) until the reader
     // closes before it sends its 226.
     let _ = backend.shutdown().await;
@@ -155,16 +130,11 @@ async fn pump_download(
     // the end of the file: close_notify waits for the backend's own verdict.
     if let Some(finish) = finish {
         if finish.await != Ok(true) {
-            return Err(DataError::Backend(
-                "the server did not confirm the transfer".into(),
-            ));
+            return Err(DataError::Backend(std::io::ErrorKind::ConnectionAborted));
         }
     }
     // close_notify (TLS) and FIN; only now is the download complete.
-    client
-        .shutdown()
-        .await
-        .map_err(|e| DataError::Client(e.to_string()))?;
+    client.shutdown().await.map_err(DataError::client)?;
     Ok(false)
 }
 
@@ -183,7 +153,7 @@ async fn pump_upload(
                 backend
                     .write_all(&buf[..n])
                     .await
-                    .map_err(|e| DataError::Backend(e.to_string()))?;
+                    .map_err(DataError::backend)?;
                 moved.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && client.is_tls() => {
@@ -193,7 +163,7 @@ async fn pump_upload(
                 lenient_eof = true;
                 break;
             }
-            Err(e) => return Err(DataError::Client(e.to_string())),
+            Err(e) => return Err(DataError::client(e)),
         }
     }
     // Answer the client's close_notify with ours (curl and ftplib wait for it).

@@ -21,11 +21,181 @@ pub enum CommandError {
     ControlChar,
 }
 
+/// The verbs ftpsgate acts on; every other verb is [`Verb::Other`], kept
+/// (upper-cased) and forwarded verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// RFC 2228 AUTH.
+    Auth,
+    /// RFC 2228 ADAT.
+    Adat,
+    /// RFC 2228 PBSZ.
+    Pbsz,
+    /// RFC 2228 PROT.
+    Prot,
+    /// RFC 2228 CCC.
+    Ccc,
+    /// RFC 2228 MIC.
+    Mic,
+    /// RFC 2228 CONF.
+    Conf,
+    /// RFC 2228 ENC.
+    Enc,
+    /// USER.
+    User,
+    /// PASS.
+    Pass,
+    /// ACCT.
+    Acct,
+    /// REIN.
+    Rein,
+    /// QUIT.
+    Quit,
+    /// RFC 2389 FEAT.
+    Feat,
+    /// RFC 7151 HOST.
+    Host,
+    /// RFC 2389 OPTS.
+    Opts,
+    /// SYST.
+    Syst,
+    /// HELP.
+    Help,
+    /// NOOP.
+    Noop,
+    /// MODE.
+    Mode,
+    /// STRU.
+    Stru,
+    /// ABOR.
+    Abor,
+    /// STAT.
+    Stat,
+    /// PASV.
+    Pasv,
+    /// RFC 2428 EPSV.
+    Epsv,
+    /// PORT.
+    Port,
+    /// RFC 2428 EPRT.
+    Eprt,
+    /// RFC 1639 LPRT (not rewritable).
+    Lprt,
+    /// RFC 1639 LPSV (not rewritable).
+    Lpsv,
+    /// SPSV (not rewritable).
+    Spsv,
+    /// ESTA (not rewritable).
+    Esta,
+    /// ESTP (not rewritable).
+    Estp,
+    /// RETR.
+    Retr,
+    /// LIST.
+    List,
+    /// NLST.
+    Nlst,
+    /// RFC 3659 MLSD.
+    Mlsd,
+    /// STOR.
+    Stor,
+    /// STOU.
+    Stou,
+    /// APPE.
+    Appe,
+    /// Anything else, upper-cased.
+    Other(String),
+}
+
+/// The named verbs and their wire spelling (one table for parse and encode).
+const VERBS: &[(Verb, &str)] = &[
+    (Verb::Auth, "AUTH"),
+    (Verb::Adat, "ADAT"),
+    (Verb::Pbsz, "PBSZ"),
+    (Verb::Prot, "PROT"),
+    (Verb::Ccc, "CCC"),
+    (Verb::Mic, "MIC"),
+    (Verb::Conf, "CONF"),
+    (Verb::Enc, "ENC"),
+    (Verb::User, "USER"),
+    (Verb::Pass, "PASS"),
+    (Verb::Acct, "ACCT"),
+    (Verb::Rein, "REIN"),
+    (Verb::Quit, "QUIT"),
+    (Verb::Feat, "FEAT"),
+    (Verb::Host, "HOST"),
+    (Verb::Opts, "OPTS"),
+    (Verb::Syst, "SYST"),
+    (Verb::Help, "HELP"),
+    (Verb::Noop, "NOOP"),
+    (Verb::Mode, "MODE"),
+    (Verb::Stru, "STRU"),
+    (Verb::Abor, "ABOR"),
+    (Verb::Stat, "STAT"),
+    (Verb::Pasv, "PASV"),
+    (Verb::Epsv, "EPSV"),
+    (Verb::Port, "PORT"),
+    (Verb::Eprt, "EPRT"),
+    (Verb::Lprt, "LPRT"),
+    (Verb::Lpsv, "LPSV"),
+    (Verb::Spsv, "SPSV"),
+    (Verb::Esta, "ESTA"),
+    (Verb::Estp, "ESTP"),
+    (Verb::Retr, "RETR"),
+    (Verb::List, "LIST"),
+    (Verb::Nlst, "NLST"),
+    (Verb::Mlsd, "MLSD"),
+    (Verb::Stor, "STOR"),
+    (Verb::Stou, "STOU"),
+    (Verb::Appe, "APPE"),
+];
+
+impl Verb {
+    /// The verb for an upper-case word.
+    pub fn from_word(word: &str) -> Verb {
+        VERBS
+            .iter()
+            .find(|(_, w)| *w == word)
+            .map_or_else(|| Verb::Other(word.to_string()), |(v, _)| v.clone())
+    }
+
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Verb::Other(w) => w,
+            known => VERBS
+                .iter()
+                .find(|(v, _)| v == known)
+                .map_or("", |(_, w)| w),
+        }
+    }
+
+    /// The proxy's view of this verb.
+    pub fn class(&self) -> Class {
+        use Verb::*;
+        match self {
+            Auth | Adat | Pbsz | Prot | Ccc | Mic | Conf | Enc => Class::Security,
+            Retr | List | Nlst | Mlsd => Class::Transfer { upload: false },
+            Stor | Stou | Appe => Class::Transfer { upload: true },
+            Pasv | Epsv | Port | Eprt => Class::DataSetup,
+            Lprt | Lpsv | Spsv | Esta | Estp => Class::UnsupportedDataSetup,
+            User | Pass | Acct => Class::Login,
+            _ => Class::Other,
+        }
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One parsed client command.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
-    /// Upper-cased verb.
-    pub verb: String,
+    /// The verb.
+    pub verb: Verb,
     /// Argument bytes after the first space, verbatim (pathnames may be any bytes).
     pub arg: Vec<u8>,
 }
@@ -64,15 +234,15 @@ impl Command {
             return Err(CommandError::ControlChar);
         }
         Ok(Command {
-            verb: String::from_utf8_lossy(verb).to_ascii_uppercase(),
+            verb: Verb::from_word(&String::from_utf8_lossy(verb).to_ascii_uppercase()),
             arg: arg.to_vec(),
         })
     }
 
     /// A command built by the proxy (for the backend).
-    pub fn new(verb: &str, arg: &str) -> Command {
+    pub fn new(verb: Verb, arg: &str) -> Command {
         Command {
-            verb: verb.to_string(),
+            verb,
             arg: arg.as_bytes().to_vec(),
         }
     }
@@ -84,21 +254,14 @@ impl Command {
 
     /// The proxy's view of this verb.
     pub fn class(&self) -> Class {
-        match self.verb.as_str() {
-            "AUTH" | "ADAT" | "PBSZ" | "PROT" | "CCC" | "MIC" | "CONF" | "ENC" => Class::Security,
-            "RETR" | "LIST" | "NLST" | "MLSD" => Class::Transfer { upload: false },
-            "STOR" | "STOU" | "APPE" => Class::Transfer { upload: true },
-            "PASV" | "EPSV" | "PORT" | "EPRT" => Class::DataSetup,
-            "LPRT" | "LPSV" | "SPSV" | "ESTA" | "ESTP" => Class::UnsupportedDataSetup,
-            "USER" | "PASS" | "ACCT" => Class::Login,
-            _ => Class::Other,
-        }
+        self.verb.class()
     }
 
     /// The wire form sent to the backend: `VERB[ SP arg] CRLF`, 0xFF doubled.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.verb.len() + self.arg.len() + 3);
-        out.extend_from_slice(self.verb.as_bytes());
+        let verb = self.verb.as_str();
+        let mut out = Vec::with_capacity(verb.len() + self.arg.len() + 3);
+        out.extend_from_slice(verb.as_bytes());
         if !self.arg.is_empty() {
             out.push(b' ');
             for &b in &self.arg {
@@ -122,9 +285,9 @@ impl fmt::Debug for Command {
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.verb.as_str(), self.arg.is_empty()) {
-            (_, true) => f.write_str(&self.verb),
-            ("PASS" | "ACCT", false) => write!(f, "{} ****", self.verb),
+        match (&self.verb, self.arg.is_empty()) {
+            (_, true) => f.write_str(self.verb.as_str()),
+            (Verb::Pass | Verb::Acct, false) => write!(f, "{} ****", self.verb),
             _ => write!(f, "{} {}", self.verb, String::from_utf8_lossy(&self.arg)),
         }
     }
@@ -139,7 +302,7 @@ mod tests {
     fn verbs_are_case_insensitive() {
         for line in [&b"auth tls"[..], b"Auth TLS", b"AUTH TLS"] {
             let c = Command::parse(line).unwrap();
-            assert_eq!(c.verb, "AUTH");
+            assert_eq!(c.verb, Verb::Auth);
             assert_eq!(c.arg_str().to_ascii_uppercase(), "TLS");
         }
     }
@@ -188,6 +351,17 @@ mod tests {
         assert_eq!(class(b"LPSV"), Class::UnsupportedDataSetup);
         assert_eq!(class(b"ccc"), Class::Security);
         assert_eq!(class(b"XMKD d"), Class::Other);
+    }
+
+    #[test]
+    fn verbs_round_trip_and_others_stay_verbatim() {
+        for (verb, word) in VERBS {
+            assert_eq!(Verb::from_word(word), *verb);
+            assert_eq!(verb.as_str(), *word);
+        }
+        let c = Command::parse(b"xmkd dir").unwrap();
+        assert_eq!(c.verb, Verb::Other("XMKD".into()));
+        assert_eq!(c.encode(), b"XMKD dir\r\n");
     }
 
     proptest! {

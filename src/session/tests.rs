@@ -14,7 +14,7 @@ fn policy() -> Policy {
     }
 }
 
-fn session() -> Session {
+fn session() -> Session<()> {
     Session::new(policy(), "127.0.0.1".parse().unwrap())
 }
 
@@ -22,14 +22,15 @@ fn cmd(line: &str) -> Command {
     Command::parse(line.as_bytes()).unwrap()
 }
 
-fn code(a: &Action) -> u16 {
+fn code(a: &Action<()>) -> u16 {
     match a {
-        Action::Reply(r) | Action::RefuseTransfer(r) => r.code,
+        Action::Reply(r) | Action::SetProt(_, r) => r.code,
+        Action::Refuse(refusal) | Action::RefuseTransfer { refusal, .. } => refusal.reply().code,
         other => panic!("expected a reply, got {other:?}"),
     }
 }
 
-fn secured() -> Session {
+fn secured() -> Session<()> {
     let mut s = session();
     assert_eq!(s.on_command(cmd("AUTH TLS")), Action::StartTls);
     s.on_tls_established();
@@ -63,7 +64,7 @@ fn login_before_tls_is_refused_with_530() {
 
 #[test]
 fn optional_control_tls_forwards_login() {
-    let mut s = Session::new(
+    let mut s: Session<()> = Session::new(
         Policy {
             control_tls: Requirement::Optional,
             ..policy()
@@ -95,7 +96,7 @@ fn auth_mechanisms() {
 
 #[test]
 fn auth_after_login_is_534() {
-    let mut s = Session::new(
+    let mut s: Session<()> = Session::new(
         Policy {
             control_tls: Requirement::Optional,
             ..policy()
@@ -133,7 +134,7 @@ fn pbsz_and_prot_ordering_and_levels() {
 #[test]
 fn transfer_without_prot_p_is_522_before_anything_else() {
     let mut s = secured();
-    s.on_data_ready(true);
+    s.set_data(());
     for line in ["RETR f", "STOR f", "APPE f", "STOU", "LIST", "NLST", "MLSD"] {
         assert_eq!(code(&s.on_command(cmd(line))), 522, "{line}");
     }
@@ -145,13 +146,14 @@ fn transfer_needs_a_data_setup() {
     s.on_command(cmd("PBSZ 0"));
     s.on_command(cmd("PROT P"));
     assert_eq!(code(&s.on_command(cmd("RETR f"))), 425);
-    s.on_data_ready(true);
+    s.set_data(());
     assert_eq!(
         s.on_command(cmd("RETR f")),
         Action::Transfer {
             cmd: cmd("RETR f"),
             upload: false,
-            protect: true
+            protect: true,
+            setup: ()
         }
     );
     // The set-up is consumed by one transfer.
@@ -160,7 +162,7 @@ fn transfer_needs_a_data_setup() {
 
 #[test]
 fn data_tls_optional_allows_clear_transfers() {
-    let mut s = Session::new(
+    let mut s: Session<()> = Session::new(
         Policy {
             data_tls: Requirement::Optional,
             ..policy()
@@ -169,13 +171,14 @@ fn data_tls_optional_allows_clear_transfers() {
     );
     s.on_command(cmd("AUTH TLS"));
     s.on_tls_established();
-    s.on_data_ready(true);
+    s.set_data(());
     assert_eq!(
         s.on_command(cmd("LIST")),
         Action::Transfer {
             cmd: cmd("LIST"),
             upload: false,
-            protect: false
+            protect: false,
+            setup: ()
         }
     );
 }
@@ -184,7 +187,7 @@ fn data_tls_optional_allows_clear_transfers() {
 fn ccc_codes() {
     assert_eq!(code(&session().on_command(cmd("CCC"))), 533);
     assert_eq!(code(&secured().on_command(cmd("CCC"))), 534);
-    let mut s = Session::new(
+    let mut s: Session<()> = Session::new(
         Policy {
             ccc: Ccc::Allow,
             ..policy()
@@ -204,7 +207,7 @@ fn ccc_codes() {
 
 #[test]
 fn implicit_sessions_start_private_and_refuse_auth() {
-    let mut s = Session::new(
+    let mut s: Session<()> = Session::new(
         Policy {
             implicit: true,
             ..policy()
@@ -264,7 +267,7 @@ fn epsv_family_and_epsv_all() {
 
 #[test]
 fn pasv_on_ipv6_needs_epsv() {
-    let mut s = Session::new(policy(), "::1".parse().unwrap());
+    let mut s: Session<()> = Session::new(policy(), "::1".parse().unwrap());
     s.on_command(cmd("AUTH TLS"));
     s.on_tls_established();
     assert_eq!(code(&s.on_command(cmd("PASV"))), 502);
@@ -289,39 +292,84 @@ fn host_mode_stru() {
 }
 
 #[test]
-fn feat_rewrite() {
-    let backend = Reply::multi(
-        211,
-        "Features:",
-        vec![
-            b" MDTM".to_vec(),
-            b" AUTH SSL".to_vec(),
-            b" EPSV".to_vec(),
-            b" SIZE".to_vec(),
-            b" PBSZ".to_vec(),
-        ],
-        "End",
+fn login_results_are_reported_and_stick_for_auth() {
+    let mut s: Session<()> = Session::new(
+        Policy {
+            control_tls: Requirement::Optional,
+            ..policy()
+        },
+        "127.0.0.1".parse().unwrap(),
     );
-    let out = rewrite_feat(Some(&backend));
-    let body: Vec<String> = out
-        .body()
-        .iter()
-        .map(|l| String::from_utf8_lossy(l).into_owned())
-        .collect();
+    s.on_command(cmd("USER alice"));
+    assert_eq!(s.user(), Some("alice"));
+    assert_eq!(s.on_reply(&cmd("USER alice"), &Reply::new(331, "pw")), None);
     assert_eq!(
-        body,
-        [
-            " MDTM",
-            " SIZE",
-            " AUTH TLS",
-            " PBSZ",
-            " PROT",
-            " EPSV",
-            " EPRT"
-        ]
+        s.on_reply(&cmd("PASS x"), &Reply::new(530, "no")),
+        Some(Login::Failed("alice".into(), 530))
     );
-    // A backend that refuses FEAT gets a synthesised list.
-    let out = rewrite_feat(Some(&Reply::new(500, "no")));
-    assert_eq!(out.body().len(), 5);
-    assert!(out.encode().starts_with(b"211-"));
+    assert_eq!(
+        s.on_reply(&cmd("PASS y"), &Reply::new(230, "ok")),
+        Some(Login::Succeeded("alice".into()))
+    );
+    assert_eq!(s.on_reply(&cmd("CWD /"), &Reply::new(250, "ok")), None);
+}
+
+#[test]
+fn only_abor_interrupts_a_transfer() {
+    let s = secured();
+    assert_eq!(s.during_transfer(&cmd("ABOR")), DuringTransfer::Abort);
+    for line in ["STAT", "NOOP", "QUIT", "RETR x"] {
+        assert_eq!(
+            s.during_transfer(&cmd(line)),
+            DuringTransfer::Defer,
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_new_data_setup_replaces_the_old_one_and_refusal_drops_it() {
+    let mut s: Session<u8> = Session::new(policy(), "127.0.0.1".parse().unwrap());
+    s.on_command(cmd("AUTH TLS"));
+    s.on_tls_established();
+    s.set_data(1);
+    assert_eq!(
+        s.on_command(cmd("EPSV")),
+        Action::Passive { extended: true }
+    );
+    assert!(matches!(s.on_command(cmd("PBSZ 0")), Action::Reply(_)));
+    assert!(matches!(
+        s.on_command(cmd("PROT P")),
+        Action::SetProt(Prot::Private, _)
+    ));
+    assert_eq!(
+        code_u8(&s.on_command(cmd("RETR f"))),
+        425,
+        "EPSV dropped the old set-up"
+    );
+    s.set_data(2);
+    assert!(matches!(
+        s.on_command(cmd("PROT C")),
+        Action::SetProt(Prot::Clear, _)
+    ));
+    assert!(matches!(
+        s.on_command(cmd("RETR f")),
+        Action::RefuseTransfer {
+            refusal: Refusal::ClearData,
+            ..
+        }
+    ));
+    s.on_command(cmd("PROT P"));
+    assert_eq!(
+        code_u8(&s.on_command(cmd("RETR f"))),
+        425,
+        "the refusal dropped it"
+    );
+}
+
+fn code_u8(a: &Action<u8>) -> u16 {
+    match a {
+        Action::Reply(r) => r.code,
+        other => panic!("expected a reply, got {other:?}"),
+    }
 }

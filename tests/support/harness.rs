@@ -37,7 +37,7 @@ impl Proxy {
                 .with_test_writer()
                 .try_init();
         }
-        let mut settings = Settings::new(vec!["127.0.0.1:0".parse().unwrap()], backend.to_string());
+        let mut settings = Settings::new(vec!["127.0.0.1:0".parse().unwrap()], backend.into());
         tweak(&mut settings);
         let stop = CancellationToken::new();
         let (tx, rx) = std::sync::mpsc::channel();

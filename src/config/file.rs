@@ -1,0 +1,187 @@
+//! The YAML configuration file: [`FileConfig`] (keys in snake_case mirroring
+//! the flags, unknown keys refused) and [`load`], which turns serde_yaml's
+//! errors into [`ConfigError`]s naming the file, the line and the key. The
+//! only module that touches serde_yaml (archived upstream), so moving to a
+//! maintained fork is a one-file change.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::values::{BackendAddr, BackendData, Ccc, PortRange, Requirement, UploadEof};
+use super::ConfigError;
+
+/// The YAML file. Every field is optional; flags override it key by key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub(super) listen: Option<Vec<ListenAddr>>,
+    pub(super) implicit_listen: Option<Vec<ListenAddr>>,
+    pub(super) backend: Option<BackendAddr>,
+    pub(super) cert: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
+    pub(super) passive_ports: Option<PortRange>,
+    pub(super) public_address: Option<IpAddr>,
+    pub(super) control_tls: Option<Requirement>,
+    pub(super) data_tls: Option<Requirement>,
+    pub(super) ccc: Option<Ccc>,
+    pub(super) backend_data: Option<BackendData>,
+    pub(super) require_session_reuse: Option<bool>,
+    pub(super) client_ca: Option<PathBuf>,
+    pub(super) client_cert: Option<Requirement>,
+    pub(super) upload_eof: Option<UploadEof>,
+    pub(super) idle_timeout: Option<u64>,
+    pub(super) data_timeout: Option<u64>,
+    pub(super) max_sessions: Option<usize>,
+}
+
+/// A listener address, `IP:PORT` (IPv6 as `[::]:990`), with an error that says so.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub(super) struct ListenAddr(pub(super) SocketAddr);
+
+impl TryFrom<String> for ListenAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<ListenAddr, String> {
+        s.parse()
+            .map(ListenAddr)
+            .map_err(|_| format!("`{s}` is not an IP:PORT address (IPv6 as [::1]:990)"))
+    }
+}
+
+/// Reads and parses `path`; an empty file is an empty configuration.
+pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source_name: name.clone(),
+        key: "file".into(),
+        message: format!("cannot read: {e}"),
+        line: None,
+    })?;
+    parse(&name, &text)
+}
+
+/// Parses the text of a configuration file named `name`.
+///
+/// serde_yaml loses the position of errors raised while converting a value
+/// (`passive_ports: 5000-4000`), so each top-level key is converted on its
+/// own: an error then names its key, and the key's line is found in the text.
+pub fn parse(name: &str, text: &str) -> Result<FileConfig, ConfigError> {
+    let error = |key: &str, message: String, line: Option<usize>| ConfigError {
+        source_name: name.to_string(),
+        key: key.to_string(),
+        message: humanize(&message),
+        line,
+    };
+    let value: serde_yaml::Value = serde_yaml::from_str(text)
+        .map_err(|e| error("yaml", strip_location(&e), e.location().map(|l| l.line())))?;
+    let mapping = match value {
+        serde_yaml::Value::Null => return Ok(FileConfig::default()),
+        serde_yaml::Value::Mapping(m) => m,
+        _ => return Err(error("yaml", "expected `key: value` lines".into(), Some(1))),
+    };
+    for (key, value) in &mapping {
+        let Some(key) = key.as_str() else {
+            return Err(error("yaml", format!("{key:?} is not a key name"), None));
+        };
+        let mut single = serde_yaml::Mapping::new();
+        single.insert(key.into(), value.clone());
+        if let Err(e) = serde_yaml::from_value::<FileConfig>(single.into()) {
+            let message = match e.to_string() {
+                m if m.starts_with("unknown field") => unknown_key(&m),
+                m => m,
+            };
+            return Err(error(key, message, line_of(text, key)));
+        }
+    }
+    serde_yaml::from_value(mapping.into()).map_err(|e| error("yaml", e.to_string(), None))
+}
+
+/// `unknown field `x`, expected one of ...` in an operator's words.
+fn unknown_key(message: &str) -> String {
+    match message.split_once(", expected one of ") {
+        Some((_, known)) => format!("unknown key; known keys: {}", known.replace('`', "")),
+        None => "unknown key".to_string(),
+    }
+}
+
+/// The 1-based line where top-level `key` is set.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start_matches(['"', '\'']);
+            l.strip_prefix(key)
+                .map(|rest| rest.trim_start_matches(['"', '\'']).trim_start())
+                .is_some_and(|rest| rest.starts_with(':'))
+                && !l.starts_with(' ')
+        })
+        .map(|i| i + 1)
+}
+
+fn strip_location(e: &serde_yaml::Error) -> String {
+    let msg = e.to_string();
+    match e.location() {
+        Some(l) => msg
+            .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
+            .map_or(msg.clone(), str::to_string),
+        None => msg,
+    }
+}
+
+/// Replaces Rust type names in serde's "expected ..." wording with words an
+/// operator uses.
+fn humanize(message: &str) -> String {
+    let mut out = message.to_string();
+    for (rust, words) in [
+        ("expected u64", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a string", "expected text"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(yaml: &str) -> ConfigError {
+        parse("f.yaml", yaml).unwrap_err()
+    }
+
+    #[test]
+    fn semantic_errors_name_key_and_line_once() {
+        let e = error_of("listen: ['127.0.0.1:21']\npassive_ports: 5000-4000\n");
+        assert_eq!(e.key, "passive_ports");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.message, "low (5000) is above high (4000)");
+        let e = error_of("listen: [localhost]\n");
+        assert_eq!(e.key, "listen");
+        assert!(e.message.contains("not an IP:PORT"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values() {
+        let e = error_of("listen: ['127.0.0.1:21']\ndata_tsl: required\n");
+        assert_eq!(e.key, "data_tsl");
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.message.starts_with("unknown key; known keys: listen,"),
+            "{}",
+            e.message
+        );
+        let e = error_of("listen: [\n");
+        assert_eq!(e.key, "yaml");
+        assert!(e.line.is_some());
+        let e = error_of("ccc: maybe\n");
+        assert_eq!(e.key, "ccc");
+        assert!(e.message.contains("`allow` or `deny`"), "{}", e.message);
+        let e = error_of("idle_timeout: soon\n");
+        assert_eq!(e.key, "idle_timeout");
+        assert!(!e.message.contains("u64"), "{}", e.message);
+    }
+}

@@ -1,0 +1,168 @@
+//! How data connections are made: peer-checked accepts (only the control
+//! connection's peer may connect, RFC 2577 §4), outbound connects from a
+//! fixed source address (legacy backends check data peers), and the data
+//! connection's TLS handshake with the session-reuse check (PROTOCOL.md §5).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn, Instrument};
+
+use super::ports::PortLease;
+use super::{DataError, DATA_CONNECT_TIMEOUT, DATA_HANDSHAKE_TIMEOUT};
+use crate::events::TlsDetails;
+use crate::session::Prot;
+use crate::stream::{MaybeTls, Tcp};
+use crate::tls::reuse;
+
+/// Connects to `to` from `from_ip` (port chosen by the OS), within the data connect timeout.
+pub async fn connect_from(from_ip: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if to.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if from_ip.is_ipv4() == to.is_ipv4() {
+        socket.bind(SocketAddr::new(from_ip, 0))?;
+    }
+    tokio::time::timeout(DATA_CONNECT_TIMEOUT, socket.connect(to))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "data connect timed out"))?
+}
+
+/// Accepts the first connection whose source address is `peer`; others are
+/// logged and dropped while waiting continues (an attacker who connects first
+/// cannot deny the transfer, PROTOCOL.md §5.5).
+pub async fn accept_from(listener: &TcpListener, peer: IpAddr) -> io::Result<TcpStream> {
+    loop {
+        let (stream, from) = listener.accept().await?;
+        if from.ip() == peer {
+            return Ok(stream);
+        }
+        warn!(%from, expected = %peer, "refused data connection from a foreign address");
+    }
+}
+
+/// The client leg once connected (and secured when PROT P).
+#[derive(Debug)]
+pub struct ClientLeg {
+    /// The stream.
+    pub stream: MaybeTls,
+    /// What TLS negotiated, when PROT P.
+    pub tls: Option<TlsDetails>,
+    /// The TLS handshake resumed this control session.
+    pub resumed_this_session: bool,
+}
+
+/// TLS parameters for the client data leg.
+#[derive(Clone)]
+pub struct DataTls {
+    /// The data-connection acceptor (no tickets).
+    pub acceptor: TlsAcceptor,
+    /// The control session's resumption token.
+    pub session_token: Arc<[u8]>,
+}
+
+/// Runs the server side of the data TLS handshake when `protect`.
+pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<ClientLeg, DataError> {
+    crate::stream::low_latency(&tcp);
+    if !protect {
+        return Ok(ClientLeg {
+            stream: MaybeTls::Plain(tcp),
+            tls: None,
+            resumed_this_session: false,
+        });
+    }
+    // Sessions a data connection issues (TLS 1.2 renews tickets on resumption)
+    // stay bound to this control session.
+    let token = tls.session_token.clone();
+    let accept = tls
+        .acceptor
+        .accept_with(Tcp::for_handshake(tcp), move |conn| {
+            conn.set_resumption_data(&token)
+        });
+    let accept = reuse::observe_resumption(accept);
+    let (mut stream, seen) = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, accept).await {
+        Ok((Ok(s), seen)) => (s, seen),
+        Ok((Err(e), _)) => {
+            warn!(error = %e, "data TLS handshake failed");
+            return Err(DataError::Handshake);
+        }
+        Err(_) => {
+            warn!("data TLS handshake timed out");
+            return Err(DataError::Handshake);
+        }
+    };
+    stream.get_mut().0.handshaking = false;
+    let conn = stream.get_ref().1;
+    let details = crate::tls::details(conn);
+    let resumed_this_session =
+        reuse::resumed_this_session(conn, seen.as_deref(), &tls.session_token);
+    debug!(
+        resumed = details.resumed,
+        resumed_this_session,
+        version = details.version,
+        "data TLS established"
+    );
+    Ok(ClientLeg {
+        stream: MaybeTls::Tls(Box::new(stream)),
+        tls: Some(details),
+        resumed_this_session,
+    })
+}
+
+/// A spawned task accepting the client's passive data connection. It starts
+/// the TLS handshake as soon as the connection arrives, using the PROT level
+/// in force at that moment (some clients handshake before sending RETR).
+#[derive(Debug)]
+pub struct PassiveAccept {
+    handle: JoinHandle<Result<ClientLeg, DataError>>,
+    _lease: Option<PortLease>,
+}
+
+impl PassiveAccept {
+    /// Starts accepting on `listener` for `peer`.
+    pub fn spawn(
+        listener: TcpListener,
+        lease: Option<PortLease>,
+        peer: IpAddr,
+        prot: watch::Receiver<Prot>,
+        tls: DataTls,
+    ) -> PassiveAccept {
+        let handle = tokio::spawn(
+            async move {
+                let tcp = accept_from(&listener, peer)
+                    .await
+                    .map_err(|_| DataError::ClientConnect)?;
+                drop(listener);
+                let protect = *prot.borrow() == Prot::Private;
+                secure(tcp, protect, &tls).await
+            }
+            .in_current_span(),
+        );
+        PassiveAccept {
+            handle,
+            _lease: lease,
+        }
+    }
+
+    /// Waits for the client leg (connection and TLS handshake) up to `limit`.
+    pub async fn wait(mut self, limit: Duration) -> Result<ClientLeg, DataError> {
+        match tokio::time::timeout(limit, &mut self.handle).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) | Err(_) => Err(DataError::ClientConnect),
+        }
+    }
+}
+
+impl Drop for PassiveAccept {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}

@@ -1,0 +1,272 @@
+//! One transfer as a value (STYLE.md 2.14): a [`DataSetup`] (where each leg
+//! comes from) plus a [`Plan`] (direction, protection, limits) become a
+//! running [`Transfer`] that connects both legs, checks the client leg's
+//! protection and session binding, runs the relay, and hands back one
+//! [`TransferOutcome`]. The control loop awaits it alongside ABOR and the
+//! backend's replies and never touches a data socket itself.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
+
+use super::connect::{self, ClientLeg, DataTls, PassiveAccept};
+use super::relay;
+use super::DataError;
+use crate::config::UploadEof;
+use crate::events::{DataMode, Direction, TlsDetails};
+use crate::session::policy;
+
+/// Where the client side of the next transfer comes from.
+#[derive(Debug)]
+pub enum ClientData {
+    /// PASV/EPSV: a listener is already accepting.
+    Passive(PassiveAccept),
+    /// PORT/EPRT: connect to the client here.
+    Active(SocketAddr),
+}
+
+/// Where the backend side of the next transfer comes from.
+#[derive(Debug)]
+pub enum BackendLeg {
+    /// The backend listens here (it answered PASV/EPSV).
+    Passive(SocketAddr),
+    /// ftpsgate listens here (the backend accepted PORT/EPRT).
+    Active(TcpListener),
+}
+
+/// A prepared data path: both legs known, neither necessarily connected.
+#[derive(Debug)]
+pub struct DataSetup {
+    /// The client side.
+    pub client: ClientData,
+    /// The backend side.
+    pub backend: BackendLeg,
+}
+
+impl DataSetup {
+    /// Passive or active on the client side.
+    pub fn mode(&self) -> DataMode {
+        match self.client {
+            ClientData::Passive(_) => DataMode::Passive,
+            ClientData::Active(_) => DataMode::Active,
+        }
+    }
+}
+
+/// Everything a transfer needs besides its set-up.
+#[derive(Clone)]
+pub struct Plan {
+    /// Download or upload.
+    pub direction: Direction,
+    /// TLS on the client leg (PROT P).
+    pub protect: bool,
+    /// The client leg must resume the control session.
+    pub require_reuse: bool,
+    /// How long the client has to open its data connection.
+    pub data_timeout: Duration,
+    /// Upload ending without close_notify: strict or lenient.
+    pub upload_eof: UploadEof,
+    /// Source address for active connects to the client.
+    pub client_facing_ip: IpAddr,
+    /// Source address for connects to the backend (its control connection's).
+    pub backend_facing_ip: IpAddr,
+    /// The backend's address: the only peer accepted on an active backend leg.
+    pub backend_ip: IpAddr,
+    /// The data TLS acceptor and session token.
+    pub tls: DataTls,
+}
+
+/// The backend leg once it can be used: connected (backend passive, done
+/// before the transfer command, as a plain client would) or listening.
+#[derive(Debug)]
+pub enum BackendReady {
+    /// Connected to the backend's passive port.
+    Connected(TcpStream),
+    /// Waiting for the backend to connect.
+    Listening(TcpListener),
+}
+
+/// What one transfer did.
+#[derive(Debug)]
+pub struct TransferOutcome {
+    /// Payload bytes moved.
+    pub bytes: u64,
+    /// Success, or why not.
+    pub result: Result<(), DataError>,
+    /// The backend leg, returned unclosed when the transfer failed so the
+    /// backend transfer can be aborted before it is reset.
+    pub backend: Option<TcpStream>,
+    /// The upload ended without close_notify but was accepted (lenient mode).
+    pub lenient_eof: bool,
+    /// The client leg's TLS, when PROT P.
+    pub tls: Option<TlsDetails>,
+}
+
+impl TransferOutcome {
+    /// A transfer that failed before any byte moved; `backend` is kept for the abort.
+    pub fn failed(error: DataError, backend: Option<TcpStream>) -> TransferOutcome {
+        TransferOutcome {
+            bytes: 0,
+            result: Err(error),
+            backend,
+            lenient_eof: false,
+            tls: None,
+        }
+    }
+}
+
+/// Connects a passive backend leg; an active one is returned listening.
+pub async fn prepare_backend(leg: BackendLeg, from: IpAddr) -> Result<BackendReady, DataError> {
+    match leg {
+        BackendLeg::Passive(a) => connect::connect_from(from, a)
+            .await
+            .map(BackendReady::Connected)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "backend data connect failed");
+                DataError::BackendConnect
+            }),
+        BackendLeg::Active(l) => Ok(BackendReady::Listening(l)),
+    }
+}
+
+/// A running transfer.
+pub struct Transfer {
+    handle: JoinHandle<TransferOutcome>,
+    cancel: CancellationToken,
+    confirm: Option<oneshot::Sender<bool>>,
+    direction: Direction,
+    done: bool,
+    _stop: DropGuard,
+}
+
+impl Transfer {
+    /// Starts the transfer on its own task (in the caller's tracing span).
+    pub fn start(client: ClientData, backend: BackendReady, plan: Plan) -> Transfer {
+        let cancel = CancellationToken::new();
+        let direction = plan.direction;
+        let (confirm, confirmed) = oneshot::channel();
+        let handle =
+            tokio::spawn(run(client, backend, plan, cancel.clone(), confirmed).in_current_span());
+        Transfer {
+            handle,
+            _stop: cancel.clone().drop_guard(),
+            cancel,
+            confirm: Some(confirm),
+            direction,
+            done: false,
+        }
+    }
+
+    /// Download or upload.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// Stops the transfer (ABOR, the backend gave up, the session ends).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The backend's final reply arrived: a download's client leg gets its
+    /// close_notify only once the backend confirmed the file (`ok`).
+    pub fn confirm(&mut self, ok: bool) {
+        if let Some(c) = self.confirm.take() {
+            let _ = c.send(ok);
+        }
+    }
+
+    /// True once [`Transfer::outcome`] has returned.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The outcome; cancel-safe, call until it returns once.
+    pub async fn outcome(&mut self) -> TransferOutcome {
+        let outcome = (&mut self.handle)
+            .await
+            .unwrap_or_else(|_| TransferOutcome::failed(DataError::Aborted, None));
+        self.done = true;
+        outcome
+    }
+}
+
+async fn run(
+    client: ClientData,
+    backend: BackendReady,
+    plan: Plan,
+    cancel: CancellationToken,
+    confirmed: oneshot::Receiver<bool>,
+) -> TransferOutcome {
+    let backend = match backend {
+        BackendReady::Connected(s) => Ok(s),
+        BackendReady::Listening(l) => tokio::select! {
+            r = tokio::time::timeout(plan.data_timeout, connect::accept_from(&l, plan.backend_ip)) => {
+                r.map_err(|_| DataError::BackendConnect)
+                    .and_then(|r| r.map_err(|_| DataError::BackendConnect))
+            }
+            _ = cancel.cancelled() => Err(DataError::Aborted),
+        },
+    };
+    // ABOR (or the session ending) while waiting for the client's connection.
+    let leg = tokio::select! {
+        leg = client_leg(client, &plan) => leg.and_then(|leg| check_leg(leg, &plan)),
+        _ = cancel.cancelled() => Err(DataError::Aborted),
+    };
+    // A connected backend leg is handed back unclosed on failure: a clean
+    // close would tell the backend an upload is complete.
+    let (leg, backend) = match (leg, backend) {
+        (Ok(leg), Ok(backend)) => (leg, backend),
+        (Err(e), backend) => return TransferOutcome::failed(e, backend.ok()),
+        (Ok(_), Err(e)) => return TransferOutcome::failed(e, None),
+    };
+    let upload = plan.direction == Direction::Upload;
+    let confirmed = (!upload).then_some(confirmed);
+    let tls = leg.tls.clone();
+    let out = relay::relay(
+        leg.stream,
+        backend,
+        upload,
+        plan.upload_eof,
+        cancel,
+        confirmed,
+        None,
+    )
+    .await;
+    TransferOutcome {
+        bytes: out.bytes,
+        result: out.result,
+        backend: out.backend,
+        lenient_eof: out.lenient_eof,
+        tls,
+    }
+}
+
+async fn client_leg(client: ClientData, plan: &Plan) -> Result<ClientLeg, DataError> {
+    match client {
+        ClientData::Passive(accept) => accept.wait(plan.data_timeout).await,
+        ClientData::Active(target) => {
+            match connect::connect_from(plan.client_facing_ip, target).await {
+                Ok(tcp) => connect::secure(tcp, plan.protect, &plan.tls).await,
+                Err(_) => Err(DataError::ClientConnect),
+            }
+        }
+    }
+}
+
+/// The client leg must match the PROT level and, when required, resume the
+/// control session (PROTOCOL.md §5.3, §15).
+fn check_leg(leg: ClientLeg, plan: &Plan) -> Result<ClientLeg, DataError> {
+    if leg.tls.is_some() != plan.protect {
+        return Err(DataError::ProtMismatch);
+    }
+    if plan.protect && policy::data_session(plan.require_reuse, leg.resumed_this_session).is_some()
+    {
+        return Err(DataError::NotResumed);
+    }
+    Ok(leg)
+}

@@ -1,0 +1,313 @@
+//! Pure rewriting rules between the two legs (PROTOCOL.md §6, §8.1, §14):
+//! what the proxy sends the backend to set up its data leg, how it reads the
+//! backend's 227/229, what it advertises to the client in 227/229, how 1xx
+//! replies are adapted for active-mode clients, how the backend's address is
+//! hidden in reply text, and how FEAT is rewritten. No sockets, no state.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use super::addr;
+use super::command::{Command, Verb};
+use super::reply::Reply;
+
+/// The command that asks the backend for a passive data port: PASV on an
+/// IPv4 control connection, EPSV on IPv6.
+pub fn backend_passive_command(backend: SocketAddr) -> Command {
+    match backend {
+        SocketAddr::V4(_) => Command::new(Verb::Pasv, ""),
+        SocketAddr::V6(_) => Command::new(Verb::Epsv, ""),
+    }
+}
+
+/// The command that tells the backend where ftpsgate listens for its data
+/// connection: PORT for IPv4, EPRT for IPv6.
+pub fn backend_active_command(listening: SocketAddr) -> Command {
+    match listening {
+        SocketAddr::V4(v4) => Command::new(Verb::Port, &addr::format_port(v4)),
+        SocketAddr::V6(_) => Command::new(Verb::Eprt, &addr::format_eprt(listening)),
+    }
+}
+
+/// What the backend's answer to PASV/EPSV means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendPassive {
+    /// Connect to this address: the backend's control address and the port
+    /// it named (the host in a 227 is ignored, PROTOCOL.md §6.3).
+    Connect(SocketAddr),
+    /// The backend refused; relay its reply.
+    Refused,
+    /// A 227/229 that names no usable port.
+    Unusable,
+}
+
+/// Reads the backend's reply to PASV/EPSV.
+pub fn backend_passive(reply: &Reply, backend: SocketAddr) -> BackendPassive {
+    let port = match reply.code {
+        227 => addr::parse_pasv_reply(&reply.text()).map(|a| a.port()),
+        229 => addr::parse_epsv_reply(&reply.text()),
+        _ => return BackendPassive::Refused,
+    };
+    match port {
+        Ok(p) if p != 0 => BackendPassive::Connect(SocketAddr::new(backend.ip(), p)),
+        _ => BackendPassive::Unusable,
+    }
+}
+
+/// The IPv4 address a 227 advertises: `--public-address`, else the local
+/// address of the client's control connection (0.0.0.0 when neither is IPv4;
+/// clients then use the control address, PROTOCOL.md §0.9).
+pub fn advertised_v4(public: Option<IpAddr>, local: IpAddr) -> Ipv4Addr {
+    match public.unwrap_or(local) {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// The single-line 227 or 229 the client gets for a passive port.
+pub fn passive_reply(extended: bool, advertised: Ipv4Addr, port: u16) -> Reply {
+    if extended {
+        Reply::new(229, addr::epsv_reply_text(port))
+    } else {
+        Reply::new(
+            227,
+            addr::pasv_reply_text(SocketAddrV4::new(advertised, port)),
+        )
+    }
+}
+
+/// Adapts the backend's 1xx to a transfer command for the client. `125`
+/// means "already open"; toward an active-mode client ftpsgate has yet to
+/// connect, and curl mishandles 125 there, so it becomes 150 (STOU's
+/// `FILE: name` text is kept).
+pub fn client_preliminary(mut reply: Reply, client_active: bool) -> Reply {
+    if reply.code == 125 && client_active {
+        reply.code = 150;
+        if !reply.text().starts_with("FILE:") {
+            reply.lines = vec![b"Opening data connection.".to_vec()];
+        }
+    }
+    reply
+}
+
+/// The addresses that identify the backend and what the client sees instead.
+#[derive(Debug, Clone)]
+pub struct Hide {
+    /// The backend's control address.
+    pub backend: SocketAddr,
+    /// The backend's DNS name, if it was configured by name.
+    pub backend_name: Option<String>,
+    /// The proxy's client-facing control address.
+    pub proxy: SocketAddr,
+}
+
+/// Removes the backend's address from reply text; the client sees the proxy's.
+pub fn hide_backend(reply: &mut Reply, hide: &Hide) {
+    let (bp, local) = (hide.backend, hide.proxy);
+    reply.scrub(bp.to_string().as_bytes(), local.to_string().as_bytes());
+    reply.scrub(
+        bp.ip().to_string().as_bytes(),
+        local.ip().to_string().as_bytes(),
+    );
+    if let (IpAddr::V4(b), IpAddr::V4(l)) = (bp.ip(), local.ip()) {
+        let comma = |ip: Ipv4Addr| ip.octets().map(|o| o.to_string()).join(",");
+        reply.scrub(comma(b).as_bytes(), comma(l).as_bytes());
+    }
+    if let Some(host) = &hide.backend_name {
+        reply.scrub(host.as_bytes(), local.ip().to_string().as_bytes());
+    }
+}
+
+/// Verbs the proxy owns or cannot rewrite; backend FEAT lines for them are dropped.
+const HIDDEN_FEATURES: &[&str] = &[
+    "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "EPSV", "EPRT", "SPSV", "ESTA",
+    "ESTP", "LPSV", "LPRT",
+];
+
+/// Builds the client's FEAT reply from the backend's (or synthesises one when
+/// the backend refused FEAT): backend security and un-rewritable data-setup
+/// lines removed, `AUTH TLS`, `PBSZ`, `PROT`, `EPSV`, `EPRT` added (RFC 2389 §3, RFC 4217 §6).
+pub fn feat(backend: Option<&Reply>) -> Reply {
+    let mut body: Vec<Vec<u8>> = Vec::new();
+    if let Some(r) = backend.filter(|r| r.code == 211) {
+        for line in r.body() {
+            let text = String::from_utf8_lossy(line);
+            let label = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            if label.is_empty() || HIDDEN_FEATURES.contains(&label.as_str()) {
+                continue;
+            }
+            body.push(format!(" {}", text.trim()).into_bytes());
+        }
+    }
+    for f in [" AUTH TLS", " PBSZ", " PROT", " EPSV", " EPRT"] {
+        body.push(f.as_bytes().to_vec());
+    }
+    Reply::multi(211, "Features:", body, "End")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn backend() -> SocketAddr {
+        "10.0.0.5:21".parse().unwrap()
+    }
+
+    #[test]
+    fn backend_passive_replies() {
+        let r = Reply::new(227, "Entering Passive Mode (192,168,9,9,4,1).");
+        assert_eq!(
+            backend_passive(&r, backend()),
+            BackendPassive::Connect("10.0.0.5:1025".parse().unwrap()),
+            "the 227 host is ignored"
+        );
+        let r = Reply::new(229, "Entering Extended Passive Mode (|||6446|)");
+        assert_eq!(
+            backend_passive(&r, backend()),
+            BackendPassive::Connect("10.0.0.5:6446".parse().unwrap())
+        );
+        assert_eq!(
+            backend_passive(&Reply::new(500, "no"), backend()),
+            BackendPassive::Refused
+        );
+        for bad in ["(1,2,3,4,0,0)", "garbage"] {
+            assert_eq!(
+                backend_passive(&Reply::new(227, bad), backend()),
+                BackendPassive::Unusable
+            );
+        }
+    }
+
+    #[test]
+    fn backend_data_commands() {
+        assert_eq!(backend_passive_command(backend()).verb, Verb::Pasv);
+        assert_eq!(
+            backend_passive_command("[::1]:21".parse().unwrap()).verb,
+            Verb::Epsv
+        );
+        let c = backend_active_command("10.0.0.9:1025".parse().unwrap());
+        assert_eq!(c.encode(), b"PORT 10,0,0,9,4,1\r\n");
+        let c = backend_active_command("[::1]:1025".parse().unwrap());
+        assert_eq!(c.encode(), b"EPRT |2|::1|1025|\r\n");
+    }
+
+    #[test]
+    fn advertised_address_choice() {
+        let local: IpAddr = "192.0.2.1".parse().unwrap();
+        let public: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(advertised_v4(None, local), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(
+            advertised_v4(Some(public), local),
+            Ipv4Addr::new(203, 0, 113, 7)
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(advertised_v4(None, mapped), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(
+            advertised_v4(None, "::1".parse().unwrap()),
+            Ipv4Addr::UNSPECIFIED
+        );
+        assert_eq!(
+            passive_reply(false, Ipv4Addr::new(192, 0, 2, 1), 1025).encode(),
+            b"227 Entering Passive Mode (192,0,2,1,4,1).\r\n"
+        );
+        assert_eq!(
+            passive_reply(true, Ipv4Addr::UNSPECIFIED, 1025).encode(),
+            b"229 Entering Extended Passive Mode (|||1025|)\r\n"
+        );
+    }
+
+    #[test]
+    fn preliminary_125_becomes_150_for_active_clients_only() {
+        let r = Reply::new(125, "Data connection already open; transfer starting.");
+        assert_eq!(client_preliminary(r.clone(), false), r);
+        let out = client_preliminary(r, true);
+        assert_eq!(out, Reply::new(150, "Opening data connection."));
+        let stou = Reply::new(125, "FILE: unique.1");
+        assert_eq!(
+            client_preliminary(stou, true),
+            Reply::new(150, "FILE: unique.1")
+        );
+        let r150 = Reply::new(150, "Opening BINARY mode data connection.");
+        assert_eq!(client_preliminary(r150.clone(), true), r150);
+    }
+
+    #[test]
+    fn backend_address_is_hidden() {
+        let hide = Hide {
+            backend: backend(),
+            backend_name: None,
+            proxy: "192.0.2.1:21".parse().unwrap(),
+        };
+        let mut r = Reply::multi(
+            211,
+            "status",
+            vec![b" Connected to 10.0.0.5:21 (10,0,0,5)".to_vec()],
+            "End",
+        );
+        hide_backend(&mut r, &hide);
+        assert_eq!(r.body()[0], b" Connected to 192.0.2.1:21 (192,0,2,1)");
+    }
+
+    #[test]
+    fn feat_rewrite() {
+        let backend = Reply::multi(
+            211,
+            "Features:",
+            vec![
+                b" MDTM".to_vec(),
+                b" AUTH SSL".to_vec(),
+                b" EPSV".to_vec(),
+                b" SIZE".to_vec(),
+                b" PBSZ".to_vec(),
+            ],
+            "End",
+        );
+        let out = feat(Some(&backend));
+        let body: Vec<String> = out
+            .body()
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
+        assert_eq!(
+            body,
+            [
+                " MDTM",
+                " SIZE",
+                " AUTH TLS",
+                " PBSZ",
+                " PROT",
+                " EPSV",
+                " EPRT"
+            ]
+        );
+        // A backend that refuses FEAT gets a synthesised list.
+        let out = feat(Some(&Reply::new(500, "no")));
+        assert_eq!(out.body().len(), 5);
+        assert!(out.encode().starts_with(b"211-"));
+    }
+
+    proptest! {
+        #[test]
+        fn passive_replies_parse_back(ip in any::<u32>(), port in 1u16..) {
+            let ip = Ipv4Addr::from(ip);
+            for extended in [false, true] {
+                let r = passive_reply(extended, ip, port);
+                prop_assert_eq!(
+                    backend_passive(&r, backend()),
+                    BackendPassive::Connect(SocketAddr::new(backend().ip(), port))
+                );
+            }
+        }
+
+        #[test]
+        fn backend_commands_parse_back(ip in any::<u32>(), port in any::<u16>()) {
+            let a = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port);
+            let c = backend_active_command(a);
+            prop_assert_eq!(addr::parse_port_arg(&c.arg_str()).map(SocketAddr::V4), Ok(a));
+        }
+    }
+}

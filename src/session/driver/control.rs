@@ -1,0 +1,201 @@
+//! The two control connections of a session as the driver sees them: the
+//! client's ([`ClientCtl`]: plaintext or TLS, framed into command lines) and
+//! the backend's ([`BackendCtl`]: plaintext, parsed into replies). Every read
+//! is cancel-safe so the control loop can `select!` over them.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::config::BackendAddr;
+use crate::error::SessionError;
+use crate::ftp::command::Command;
+use crate::ftp::line::{LineDecoder, LineEvent};
+use crate::ftp::reply::{Reply, ReplyParser};
+use crate::stream::MaybeTls;
+
+/// Connecting to the backend.
+pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waiting for a backend reply to an ordinary command.
+pub const BACKEND_REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The client side of the control connection: stream plus line framing.
+pub struct ClientCtl {
+    /// The stream; `None` only while AUTH TLS or CCC swaps it.
+    pub stream: Option<MaybeTls>,
+    buf: Vec<u8>,
+    start: usize,
+    decoder: LineDecoder,
+}
+
+/// One client input event.
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// A complete command line.
+    Line(Vec<u8>),
+    /// A line over the cap, discarded through its terminator.
+    TooLong,
+    /// No terminator within the hard cap.
+    Overflow,
+    /// The client closed the connection.
+    Eof,
+}
+
+impl ClientCtl {
+    /// A plaintext control connection.
+    pub fn new(tcp: TcpStream) -> ClientCtl {
+        ClientCtl {
+            stream: Some(MaybeTls::Plain(tcp)),
+            buf: Vec::new(),
+            start: 0,
+            decoder: LineDecoder::new(),
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<&mut MaybeTls> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| io::Error::other("control stream unavailable"))
+    }
+
+    /// Bytes received but not yet framed into a command (pipelined input).
+    pub fn has_buffered(&self) -> bool {
+        self.start < self.buf.len() || self.decoder.has_partial()
+    }
+
+    /// Next framed event; cancel-safe (no bytes are lost if dropped mid-read).
+    pub async fn next(&mut self) -> io::Result<ClientEvent> {
+        loop {
+            if self.start < self.buf.len() {
+                let (n, ev) = self.decoder.decode(&self.buf[self.start..]);
+                self.start += n;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
+                match ev {
+                    Some(LineEvent::Line(l)) => return Ok(ClientEvent::Line(l)),
+                    Some(LineEvent::TooLong) => return Ok(ClientEvent::TooLong),
+                    Some(LineEvent::Overflow) => return Ok(ClientEvent::Overflow),
+                    None => {}
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream()?.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(ClientEvent::Eof);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Writes one reply and flushes it.
+    pub async fn send(&mut self, reply: &Reply) -> Result<(), SessionError> {
+        debug!(code = reply.code, "reply");
+        let s = self.stream().map_err(SessionError::ClientIo)?;
+        s.write_all(&reply.encode())
+            .await
+            .map_err(SessionError::ClientIo)?;
+        s.flush().await.map_err(SessionError::ClientIo)
+    }
+
+    /// Sends close_notify (TLS) and FIN, bounded.
+    pub async fn close(&mut self) {
+        if let Some(mut s) = self.stream.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.shutdown()).await;
+        }
+    }
+}
+
+/// The backend side of the control connection, connected.
+pub struct BackendCtl {
+    /// The socket (ABOR writes Telnet urgent data on it directly).
+    pub stream: TcpStream,
+    parser: ReplyParser,
+    /// The backend's address.
+    pub peer: SocketAddr,
+    /// The proxy's address toward the backend (also the source of data connections).
+    pub local: SocketAddr,
+}
+
+impl BackendCtl {
+    /// Connects to the backend (every address its name resolves to, in
+    /// order), bounded by [`BACKEND_CONNECT_TIMEOUT`]. Returns the time taken.
+    pub async fn connect(target: &BackendAddr) -> Result<(BackendCtl, Duration), SessionError> {
+        let started = Instant::now();
+        let target = target.to_string();
+        let connect = async {
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+            for a in tokio::net::lookup_host(&target).await? {
+                match TcpStream::connect(a).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        let stream = tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| {
+                SessionError::BackendDown(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connect timed out",
+                ))
+            })?
+            .map_err(SessionError::BackendDown)?;
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().map_err(SessionError::BackendDown)?;
+        let local = stream.local_addr().map_err(SessionError::BackendDown)?;
+        let backend = BackendCtl {
+            stream,
+            parser: ReplyParser::new(),
+            peer,
+            local,
+        };
+        Ok((backend, started.elapsed()))
+    }
+
+    /// Sends one command.
+    pub async fn send(&mut self, cmd: &Command) -> Result<(), SessionError> {
+        debug!(%cmd, "to backend");
+        self.stream
+            .write_all(&cmd.encode())
+            .await
+            .map_err(SessionError::BackendIo)
+    }
+
+    /// Next reply; cancel-safe.
+    pub async fn next(&mut self) -> Result<Reply, SessionError> {
+        loop {
+            if let Some(r) = self.parser.next_reply().map_err(SessionError::BadReply)? {
+                return Ok(r);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(SessionError::BackendIo)?;
+            if n == 0 {
+                return Err(SessionError::BackendClosed);
+            }
+            self.parser.push(&chunk[..n]);
+        }
+    }
+
+    /// Next reply within `limit`.
+    pub async fn reply_within(&mut self, limit: Duration) -> Result<Reply, SessionError> {
+        tokio::time::timeout(limit, self.next())
+            .await
+            .map_err(|_| SessionError::BackendTimeout)?
+    }
+
+    /// Next reply within [`BACKEND_REPLY_TIMEOUT`].
+    pub async fn reply(&mut self) -> Result<Reply, SessionError> {
+        self.reply_within(BACKEND_REPLY_TIMEOUT).await
+    }
+}

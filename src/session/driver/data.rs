@@ -1,0 +1,117 @@
+//! Data set-up for PASV/EPSV/PORT/EPRT: the backend side first (so REST
+//! stays adjacent to RETR/STOR, PROTOCOL.md §6.3), then the client side: a
+//! passive listener from the pool or the client's checked PORT/EPRT target.
+//! The result goes to the session as its prepared [`DataSetup`].
+
+use std::net::SocketAddr;
+
+use tokio_rustls::TlsAcceptor;
+use tracing::warn;
+
+use super::Driver;
+use crate::config::BackendData;
+use crate::data::connect::{DataTls, PassiveAccept};
+use crate::data::ports::listen_on;
+use crate::data::transfer::{BackendLeg, ClientData, DataSetup};
+use crate::data::DataError;
+use crate::error::{Failure, SessionError};
+use crate::ftp::rewrite::{self, BackendPassive};
+
+impl Driver<'_> {
+    /// PASV/EPSV: a backend leg, then a passive port for the client (227/229).
+    pub(super) async fn passive(&mut self, extended: bool) -> Result<(), SessionError> {
+        let Some(backend) = self.backend_leg().await? else {
+            return Ok(());
+        };
+        let (listener, lease) = match self.ctx.pool.bind(self.ctx.local.ip()) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "no passive port");
+                return self
+                    .fail(Failure::Transfer(&DataError::NoPassivePort))
+                    .await;
+            }
+        };
+        let port = listener
+            .local_addr()
+            .map_err(SessionError::InternalIo)?
+            .port();
+        let accept = PassiveAccept::spawn(
+            listener,
+            lease,
+            self.ctx.info.client.ip(),
+            self.prot.subscribe(),
+            self.data_tls(),
+        );
+        self.session.set_data(DataSetup {
+            client: ClientData::Passive(accept),
+            backend,
+        });
+        let advertised =
+            rewrite::advertised_v4(self.ctx.live.settings.public_address, self.ctx.local.ip());
+        self.client
+            .send(&rewrite::passive_reply(extended, advertised, port))
+            .await
+    }
+
+    /// PORT/EPRT (target already checked by the session): a backend leg, then 200.
+    pub(super) async fn active(&mut self, target: SocketAddr) -> Result<(), SessionError> {
+        let Some(backend) = self.backend_leg().await? else {
+            return Ok(());
+        };
+        self.session.set_data(DataSetup {
+            client: ClientData::Active(target),
+            backend,
+        });
+        self.reply(200, "Active data connection target accepted.")
+            .await
+    }
+
+    /// The data TLS acceptor and this session's resumption token.
+    pub(super) fn data_tls(&self) -> DataTls {
+        DataTls {
+            acceptor: TlsAcceptor::from(self.ctx.live.tls.data.clone()),
+            session_token: self.token.clone(),
+        }
+    }
+
+    /// Prepares the backend side of a data connection. When the backend
+    /// refuses, its reply is relayed (or 425 sent) and the result is `None`.
+    async fn backend_leg(&mut self) -> Result<Option<BackendLeg>, SessionError> {
+        match self.ctx.live.settings.backend_data {
+            BackendData::Passive => {
+                let cmd = rewrite::backend_passive_command(self.backend.peer);
+                self.backend.send(&cmd).await?;
+                let r = self.backend.reply().await?;
+                match rewrite::backend_passive(&r, self.backend.peer) {
+                    BackendPassive::Connect(a) => Ok(Some(BackendLeg::Passive(a))),
+                    BackendPassive::Refused => self.relay(r).await.map(|()| None),
+                    BackendPassive::Unusable => {
+                        warn!(reply = %r.text(), "unusable backend passive reply");
+                        let e = DataError::BackendPassiveReply;
+                        self.fail(Failure::Transfer(&e)).await.map(|()| None)
+                    }
+                }
+            }
+            BackendData::Active => {
+                let listener = match listen_on(SocketAddr::new(self.backend.local.ip(), 0), 8) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        warn!(error = %e, "cannot listen for backend data");
+                        let e = DataError::BackendConnect;
+                        return self.fail(Failure::Transfer(&e)).await.map(|()| None);
+                    }
+                };
+                let laddr = listener.local_addr().map_err(SessionError::InternalIo)?;
+                self.backend
+                    .send(&rewrite::backend_active_command(laddr))
+                    .await?;
+                let r = self.backend.reply().await?;
+                if !r.is_success() {
+                    return self.relay(r).await.map(|()| None);
+                }
+                Ok(Some(BackendLeg::Active(listener)))
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Swapping the client's control stream: the TLS handshake after `234` (and
+//! at once on the implicit listener), and CCC back to plaintext (RFC 4217
+//! §4-§5). Both account for every buffered byte: nothing pipelined before a
+//! swap may be read on the other side of it (CVE-2011-1575 class).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::control::ClientCtl;
+use crate::error::SessionError;
+use crate::events::TlsDetails;
+use crate::stream::{MaybeTls, Tcp};
+
+/// The control TLS handshake.
+pub const CONTROL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for the client's close_notify after CCC.
+pub const CCC_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// The largest TLS record (2^14 plus the most expansion TLS allows).
+const MAX_RECORD: usize = 18 * 1024;
+
+/// Runs the server side of the control handshake; the session's `token`
+/// becomes the resumption data every ticket and cached session carries.
+pub async fn start_tls(
+    client: &mut ClientCtl,
+    config: Arc<ServerConfig>,
+    token: Arc<[u8]>,
+) -> Result<TlsDetails, SessionError> {
+    let Some(MaybeTls::Plain(tcp)) = client.stream.take() else {
+        return Err(SessionError::Internal("TLS requested on a TLS stream"));
+    };
+    let accept = TlsAcceptor::from(config).accept_with(Tcp::for_handshake(tcp), move |conn| {
+        conn.set_resumption_data(&token)
+    });
+    let mut tls = tokio::time::timeout(CONTROL_HANDSHAKE_TIMEOUT, accept)
+        .await
+        .map_err(|_| SessionError::HandshakeTimeout)?
+        .map_err(SessionError::Handshake)?;
+    tls.get_mut().0.handshaking = false;
+    let details = crate::tls::details(tls.get_ref().1);
+    client.stream = Some(MaybeTls::Tls(Box::new(tls)));
+    Ok(details)
+}
+
+/// CCC: the 200 has been sent under TLS; send close_notify, consume the
+/// client's (if it sends one), and continue in plaintext.
+pub async fn clear_control(client: &mut ClientCtl) -> Result<(), SessionError> {
+    let Some(MaybeTls::Tls(tls)) = client.stream.take() else {
+        return Err(SessionError::Internal("CCC without TLS"));
+    };
+    let (tcp, mut conn) = tls.into_inner();
+    let mut tcp = tcp.inner;
+    conn.send_close_notify();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).map_err(SessionError::ClientIo)?;
+    }
+    tcp.write_all(&out).await.map_err(SessionError::ClientIo)?;
+    drain_close_notify(&mut tcp, &mut conn).await?;
+    client.stream = Some(MaybeTls::Plain(tcp));
+    Ok(())
+}
+
+/// curl's "active" CCC mode answers with its own close_notify, "passive" mode
+/// does not (CURLOPT_FTP_SSL_CCC). TLS records (TLS 1.3 sends the alert as an
+/// encrypted application_data record) are fed to rustls and dropped until
+/// plaintext arrives; an FTP command never starts with a record type byte.
+async fn drain_close_notify(
+    tcp: &mut TcpStream,
+    conn: &mut rustls::ServerConnection,
+) -> Result<(), SessionError> {
+    loop {
+        let mut head = [0u8; 1];
+        match tokio::time::timeout(CCC_DRAIN_TIMEOUT, tcp.peek(&mut head)).await {
+            Ok(Ok(1)) if (0x14..=0x17).contains(&head[0]) => {
+                let mut rec = [0u8; 5];
+                tcp.read_exact(&mut rec)
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+                let len = usize::from(u16::from_be_bytes([rec[3], rec[4]]));
+                if len > MAX_RECORD {
+                    return Err(SessionError::CccRecord);
+                }
+                let mut record = rec.to_vec();
+                record.resize(5 + len, 0);
+                tcp.read_exact(&mut record[5..])
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+                let _ = conn.read_tls(&mut &record[..]);
+                match conn.process_new_packets() {
+                    Ok(state) if state.peer_has_closed() => return Ok(()),
+                    Ok(_) => continue,
+                    Err(_) => return Ok(()),
+                }
+            }
+            _ => return Ok(()),
+        }
+    }
+}
