@@ -91,18 +91,11 @@ pub enum BackendReady {
     Listening(TcpListener),
 }
 
-/// What one transfer did.
+/// What one transfer did: the relay's outcome plus the client leg's TLS.
 #[derive(Debug)]
 pub struct TransferOutcome {
-    /// Payload bytes moved.
-    pub bytes: u64,
-    /// Success, or why not.
-    pub result: Result<(), DataError>,
-    /// The backend leg, returned unclosed when the transfer failed so the
-    /// backend transfer can be aborted before it is reset.
-    pub backend: Option<TcpStream>,
-    /// The upload ended without close_notify but was accepted (lenient mode).
-    pub lenient_eof: bool,
+    /// Bytes, result, and the backend leg handed back on failure.
+    pub relay: relay::Outcome,
     /// The client leg's TLS, when PROT P.
     pub tls: Option<TlsDetails>,
 }
@@ -111,10 +104,12 @@ impl TransferOutcome {
     /// A transfer that failed before any byte moved; `backend` is kept for the abort.
     pub fn failed(error: DataError, backend: Option<TcpStream>) -> TransferOutcome {
         TransferOutcome {
-            bytes: 0,
-            result: Err(error),
-            backend,
-            lenient_eof: false,
+            relay: relay::Outcome {
+                bytes: 0,
+                result: Err(error),
+                backend,
+                lenient_eof: false,
+            },
             tls: None,
         }
     }
@@ -237,13 +232,7 @@ async fn run(
         None,
     )
     .await;
-    TransferOutcome {
-        bytes: out.bytes,
-        result: out.result,
-        backend: out.backend,
-        lenient_eof: out.lenient_eof,
-        tls,
-    }
+    TransferOutcome { relay: out, tls }
 }
 
 async fn client_leg(client: ClientData, plan: &Plan) -> Result<ClientLeg, DataError> {

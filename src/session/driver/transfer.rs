@@ -168,7 +168,7 @@ impl Driver<'_> {
                 .unwrap_or_else(|| tokio::time::Instant::now() + BACKEND_REPLY_TIMEOUT);
             tokio::select! {
                 o = running.outcome(), if !running.is_done() => {
-                    let failed = o.result.is_err();
+                    let failed = o.relay.result.is_err();
                     p.outcome = Some(o);
                     if failed && p.final_reply.is_none() {
                         break;
@@ -226,7 +226,7 @@ impl Driver<'_> {
                 let outcome = running.outcome().await;
                 if p.final_reply.is_none() {
                     let upload = self.is_upload(running);
-                    self.abort_backend(outcome.backend, upload).await?;
+                    self.abort_backend(outcome.relay.backend, upload).await?;
                 }
                 return Err(SessionError::ClientLeftTransfer);
             }
@@ -250,11 +250,14 @@ impl Driver<'_> {
         record: &mut TransferRecord,
     ) -> Result<(), SessionError> {
         let upload = record.direction == Direction::Upload;
-        let outcome = p
+        let TransferOutcome {
+            relay: outcome,
+            tls,
+        } = p
             .outcome
             .unwrap_or_else(|| TransferOutcome::failed(DataError::Aborted, None));
         record.bytes = outcome.bytes;
-        record.data_tls = outcome.tls.clone();
+        record.data_tls = tls;
         if p.aborted {
             if p.final_reply.is_none() {
                 self.abort_backend(outcome.backend, upload).await?;
