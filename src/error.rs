@@ -27,6 +27,9 @@ pub enum SessionError {
     /// Reading from or writing to the client's control connection failed.
     #[error("client control connection: {0}")]
     ClientIo(#[source] io::Error),
+    /// The client did not take a reply within the write deadline (it stopped reading).
+    #[error("client stopped reading its replies")]
+    ClientStalled,
     /// The control TLS handshake failed; the state is unknown, nothing is said.
     #[error("control TLS handshake failed: {0}")]
     Handshake(#[source] io::Error),
@@ -36,8 +39,8 @@ pub enum SessionError {
     /// Bytes followed AUTH or CCC in the same read (CVE-2011-1575 class).
     #[error("commands pipelined after {0}; closing")]
     Pipelined(&'static str),
-    /// A TLS record after CCC was larger than TLS allows.
-    #[error("oversized TLS record after CCC")]
+    /// A TLS record after CCC was larger than TLS allows or did not complete in time.
+    #[error("oversized or incomplete TLS record after CCC")]
     CccRecord,
     /// A command line without terminator beyond the hard cap.
     #[error("command line overflow")]
@@ -63,7 +66,7 @@ pub enum SessionError {
     /// The backend did not answer in time.
     #[error("backend reply timed out")]
     BackendTimeout,
-    /// A backend reply nobody asked for.
+    /// A backend reply nobody asked for (0: an incomplete one).
     #[error("unsolicited backend reply {0}")]
     Unsolicited(u16),
     /// The backend ended the session with this reply (relayed as the last word).
@@ -94,8 +97,8 @@ impl SessionError {
     pub fn side(&self) -> Side {
         use SessionError::*;
         match self {
-            ClientIo(_) | Handshake(_) | HandshakeTimeout | Pipelined(_) | CccRecord
-            | LineOverflow | TooManyQueued | ClientLeftTransfer => Side::Client,
+            ClientIo(_) | ClientStalled | Handshake(_) | HandshakeTimeout | Pipelined(_)
+            | CccRecord | LineOverflow | TooManyQueued | ClientLeftTransfer => Side::Client,
             BackendDown(_) | BackendIo(_) | BackendClosed | BadReply(_) | BackendTimeout
             | Unsolicited(_) | BackendGoodbye(_) | BackendRefused | NoFinalReply => Side::Backend,
             Idle | Shutdown | Internal(_) | InternalIo(_) => Side::Internal,
@@ -168,8 +171,8 @@ fn unavailable() -> Option<Reply> {
 fn session_reply(e: &SessionError) -> Option<Reply> {
     use SessionError::*;
     match e {
-        ClientIo(_) | Handshake(_) | HandshakeTimeout | Pipelined(_) | CccRecord
-        | ClientLeftTransfer | BackendRefused => None,
+        ClientIo(_) | ClientStalled | Handshake(_) | HandshakeTimeout | Pipelined(_)
+        | CccRecord | ClientLeftTransfer | BackendRefused => None,
         LineOverflow => Some(Reply::new(500, "Command line too long; closing.")),
         TooManyQueued => Some(Reply::new(421, "Too many commands during a transfer.")),
         BackendDown(_) => Some(Reply::new(
@@ -202,10 +205,7 @@ fn transfer_reply(e: &DataError) -> Reply {
             "Can't open data connection (backend passive reply unusable).",
         ),
         DataError::Handshake => Reply::new(522, "Data connection TLS handshake failed."),
-        DataError::NotResumed => Reply::new(
-            522,
-            "Data connection refused: TLS session reuse required (resume the control connection's TLS session).",
-        ),
+        DataError::Policy(refusal) => refusal.reply(),
         DataError::ProtMismatch => Reply::new(
             425,
             "PROT level changed after the data connection was opened; retry.",
@@ -247,7 +247,12 @@ mod tests {
             (Failure::Command(&CommandError::BadVerb), 500),
             (Failure::Command(&CommandError::ControlChar), 501),
             (Failure::LineTooLong, 500),
-            (Failure::Transfer(&DataError::NotResumed), 522),
+            (
+                Failure::Transfer(&DataError::Policy(
+                    crate::session::Refusal::SessionNotResumed,
+                )),
+                522,
+            ),
             (Failure::Transfer(&DataError::ClientConnect), 425),
             (Failure::Transfer(&DataError::Truncated), 426),
         ] {

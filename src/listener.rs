@@ -24,6 +24,7 @@ use crate::events::{Events, SessionInfo};
 use crate::live::{Live, LiveState};
 use crate::session::driver::{self, SessionContext};
 use crate::session::Mode;
+use crate::tls::reuse::Bindings;
 use crate::tls::TlsContext;
 
 /// How long running sessions get to finish after shutdown starts.
@@ -35,6 +36,7 @@ struct Shared {
     pool: Arc<PortPool>,
     events: Events,
     sessions: Arc<Semaphore>,
+    bindings: Arc<Bindings>,
     next_id: AtomicU64,
 }
 
@@ -79,6 +81,7 @@ impl Server {
                 tls,
                 generation: 1,
             }),
+            bindings: Bindings::new(),
             next_id: AtomicU64::new(1),
         });
         Ok(Server { shared, listeners })
@@ -180,6 +183,7 @@ impl Acceptor {
                 user: None,
             },
             local,
+            bindings: self.shared.bindings.clone(),
         };
         self.sessions.spawn(
             async move {

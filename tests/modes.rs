@@ -84,13 +84,18 @@ fn ipv6_client_reaches_ipv4_backend() {
     assert_eq!(g.code, 229);
 }
 
-fn resumption(tls12_only: bool) {
+/// Five downloads on one control connection with a rustls client. Without
+/// required reuse the data connections issue no tickets (curl#6149) and the
+/// client resumes as long as the control connection's tickets last; with it,
+/// each bound data connection issues exactly one fresh ticket, so every data
+/// connection resumes (rustls, like OpenSSL, spends a TLS 1.3 ticket per use).
+fn resumption(tls12_only: bool, require: bool) {
     let b = match tool_available("pyftpdlib") {
         true => PyFtpd::start(),
         false => return,
     };
     b.write_file("r.bin", b"resume me");
-    let proxy = Proxy::spawn(b.addr, |s| s.require_session_reuse = true);
+    let proxy = Proxy::spawn(b.addr, |s| s.require_session_reuse = require);
     let store = Arc::new(CountingStore::default());
     let (mut c, _) = Client::connect(proxy.addr);
     c.tls = client_config_with(store.clone(), tls12_only);
@@ -102,9 +107,11 @@ fn resumption(tls12_only: bool) {
             "the control connection issues TLS 1.3 tickets"
         );
     }
-    // rustls clients spend one TLS 1.3 ticket per connection (OpenSSL and GnuTLS
-    // reuse one: see the curl test); TLS 1.2 session IDs are reused every time.
-    let transfers = if tls12_only { 5 } else { after_control.min(5) };
+    let transfers = if tls12_only || require {
+        5
+    } else {
+        after_control.min(5)
+    };
     for i in 0..transfers {
         let addr = c.epsv();
         c.send_raw(b"RETR r.bin\r\n");
@@ -120,21 +127,27 @@ fn resumption(tls12_only: bool) {
         assert_eq!(got, b"resume me");
         assert_eq!(c.read().code, 226);
     }
+    let data_tickets = store.tickets.load(Ordering::SeqCst) - after_control;
+    let expected = if require && !tls12_only { transfers } else { 0 };
     assert_eq!(
-        store.tickets.load(Ordering::SeqCst),
-        after_control,
-        "no tickets on data connections"
+        data_tickets, expected,
+        "TLS 1.3 tickets issued on data connections"
     );
 }
 
 #[test]
 fn tls13_data_connections_resume_and_get_no_tickets() {
-    resumption(false);
+    resumption(false, false);
+}
+
+#[test]
+fn tls13_data_connections_all_resume_when_reuse_is_required() {
+    resumption(false, true);
 }
 
 #[test]
 fn tls12_data_connections_resume() {
-    resumption(true);
+    resumption(true, true);
 }
 
 #[test]
@@ -211,15 +224,7 @@ fn client_certificates_required() {
     let (mut n, _) = Client::connect(proxy.addr);
     n.send_raw(b"AUTH TLS\r\n");
     assert_eq!(n.read().code, 234);
-    let n_tcp = match std::mem::replace(
-        &mut n.ctl,
-        support::harness::Ctl::Plain(std::io::BufReader::new(
-            std::net::TcpStream::connect(proxy.addr).unwrap(),
-        )),
-    ) {
-        support::harness::Ctl::Plain(r) => r.into_inner(),
-        _ => unreachable!(),
-    };
+    let n_tcp = n.take_plain();
     let conn = rustls::ClientConnection::new(
         support::harness::client_config(),
         "localhost".try_into().unwrap(),

@@ -291,14 +291,32 @@ fn session_reuse_required() {
     assert!(g.text().contains("session reuse"), "{g:?}");
     assert!(sink.is_empty());
 
-    // Another control session's ticket is not this session's: refused too.
+    // A sibling control session of the same user from the same address may
+    // present c's session (clients with parallel control connections share one
+    // cache: docs/session-reuse.md).
     let mut c3 = logged_in(&proxy, &b);
     let addr = c3.epsv();
     c3.send_raw(b"RETR s.bin\r\n");
-    let d = c.data_tls(addr); // c's cache, c3's transfer
-    drop(d);
+    let mut d = c3.data_tls_with(addr, c.tls.clone()); // c's cache, c3's transfer
+    assert_eq!(
+        d.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
     assert_eq!(c3.read().code / 100, 1);
-    assert_eq!(c3.read().code, 522);
+    let mut got = Vec::new();
+    d.read_to_end(&mut got).unwrap();
+    assert_eq!((c3.read().code, got.as_slice()), (226, &b"resumed"[..]));
+
+    // The same user from another address may not: refused.
+    let (mut c4, _) = Client::connect_from(proxy.addr, Some(support::harness::lo(2)));
+    c4.login_secure(&b.user, &b.pass);
+    let addr = c4.epsv();
+    c4.send_raw(b"RETR s.bin\r\n");
+    drop(c4.data_tls_with(addr, c.tls.clone()));
+    assert_eq!(c4.read().code / 100, 1);
+    assert_eq!(c4.read().code, 522);
+    let refusals = proxy.events.refusals();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use super::{DataError, DATA_CONNECT_TIMEOUT, DATA_HANDSHAKE_TIMEOUT};
 use crate::events::TlsDetails;
 use crate::session::Prot;
 use crate::stream::{MaybeTls, Tcp};
-use crate::tls::reuse;
+use crate::tls::reuse::{self, Binding};
 
 /// Connects to `to` from `from_ip` (port chosen by the OS), within the data connect timeout.
 pub async fn connect_from(from_ip: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
@@ -56,17 +56,19 @@ pub struct ClientLeg {
     pub stream: MaybeTls,
     /// What TLS negotiated, when PROT P.
     pub tls: Option<TlsDetails>,
-    /// The TLS handshake resumed this control session.
-    pub resumed_this_session: bool,
+    /// The TLS handshake resumed a session the control session's binding accepts.
+    pub bound: bool,
+    /// The client certificate (leaf, DER) the data handshake presented.
+    pub client_cert: Option<Vec<u8>>,
 }
 
 /// TLS parameters for the client data leg.
 #[derive(Clone)]
 pub struct DataTls {
-    /// The data-connection acceptor (no tickets).
+    /// The data-connection acceptor.
     pub acceptor: TlsAcceptor,
-    /// The control session's resumption token.
-    pub session_token: Arc<[u8]>,
+    /// The control session's reuse binding.
+    pub binding: Arc<Binding>,
 }
 
 /// Runs the server side of the data TLS handshake when `protect`.
@@ -76,18 +78,18 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
         return Ok(ClientLeg {
             stream: MaybeTls::Plain(tcp),
             tls: None,
-            resumed_this_session: false,
+            bound: false,
+            client_cert: None,
         });
     }
-    // Sessions a data connection issues (TLS 1.2 renews tickets on resumption)
-    // stay bound to this control session.
-    let token = tls.session_token.clone();
+    // A ticket a bound data connection issues carries this control session's token.
+    let token = tls.binding.token();
     let accept = tls
         .acceptor
         .accept_with(Tcp::for_handshake(tcp), move |conn| {
-            conn.set_resumption_data(&token)
+            conn.set_resumption_data(token.as_bytes())
         });
-    let accept = reuse::observe_resumption(accept);
+    let accept = reuse::observe(accept, tls.binding.clone());
     let (mut stream, seen) = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, accept).await {
         Ok((Ok(s), seen)) => (s, seen),
         Ok((Err(e), _)) => {
@@ -102,18 +104,19 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
     stream.get_mut().0.handshaking = false;
     let conn = stream.get_ref().1;
     let details = crate::tls::details(conn);
-    let resumed_this_session =
-        reuse::resumed_this_session(conn, seen.as_deref(), &tls.session_token);
+    let bound = reuse::resumed_bound(conn, seen.as_deref(), &tls.binding);
+    let client_cert = crate::tls::client_cert(conn);
     debug!(
         resumed = details.resumed,
-        resumed_this_session,
+        bound,
         version = details.version,
         "data TLS established"
     );
     Ok(ClientLeg {
         stream: MaybeTls::Tls(Box::new(stream)),
         tls: Some(details),
-        resumed_this_session,
+        bound,
+        client_cert,
     })
 }
 

@@ -13,6 +13,8 @@ pub mod transfer;
 use std::io;
 use std::time::Duration;
 
+use crate::session::Refusal;
+
 /// How long a data-connection TLS handshake may take.
 pub const DATA_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an outbound data connect (to the client or the backend) may take.
@@ -40,9 +42,9 @@ pub enum DataError {
     /// The client's data TLS handshake failed.
     #[error("data connection TLS handshake failed")]
     Handshake,
-    /// Session reuse is required and the data connection did not resume the control session.
-    #[error("TLS session of the data connection did not resume the control connection's session")]
-    NotResumed,
+    /// The edge policy refused the data connection (session reuse, client certificate).
+    #[error("refused by policy: {}", .0.reason())]
+    Policy(Refusal),
     /// The data connection was set up under a different PROT level than the transfer needs.
     #[error("PROT level changed after the data connection was opened")]
     ProtMismatch,

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -116,11 +116,9 @@ async fn pump_download(
         if n == 0 {
             break;
         }
-        client
-            .write_all(&buf[..n])
+        write_counted(client, &buf[..n], moved)
             .await
             .map_err(DataError::client)?;
-        moved.fetch_add(n as u64, Ordering::Relaxed);
     }
     client.flush().await.map_err(DataError::client)?;
     // Our FIN first: ProFTPD lingers (TimeoutLinger, 10 s) until the reader
@@ -149,13 +147,9 @@ async fn pump_upload(
     loop {
         match client.read(buf).await {
             Ok(0) => break,
-            Ok(n) => {
-                backend
-                    .write_all(&buf[..n])
-                    .await
-                    .map_err(DataError::backend)?;
-                moved.fetch_add(n as u64, Ordering::Relaxed);
-            }
+            Ok(n) => write_counted(backend, &buf[..n], moved)
+                .await
+                .map_err(DataError::backend)?,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && client.is_tls() => {
                 if eof == UploadEof::Strict {
                     return Err(DataError::Truncated);
@@ -171,6 +165,24 @@ async fn pump_upload(
         let _ = tokio::time::timeout(CLOSE_NOTIFY_GRACE, client.shutdown()).await;
     }
     Ok(lenient_eof)
+}
+
+/// Writes all of `data`, counting every byte as it is accepted: a slow but
+/// live peer (a client reading at 800 B/s) is progress for the stall watchdog.
+async fn write_counted<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    mut data: &[u8],
+    moved: &AtomicU64,
+) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = out.write(data).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        moved.fetch_add(n as u64, Ordering::Relaxed);
+        data = &data[n..];
+    }
+    Ok(())
 }
 
 async fn watchdog(moved: &AtomicU64, stall: Duration) {

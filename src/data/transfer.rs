@@ -77,8 +77,10 @@ pub struct Plan {
     pub backend_facing_ip: IpAddr,
     /// The backend's address: the only peer accepted on an active backend leg.
     pub backend_ip: IpAddr,
-    /// The data TLS acceptor and session token.
+    /// The data TLS acceptor and the control session's binding.
     pub tls: DataTls,
+    /// The control connection's client certificate (leaf, DER), if any.
+    pub control_cert: Option<Vec<u8>>,
 }
 
 /// The backend leg once it can be used: connected (backend passive, done
@@ -247,15 +249,21 @@ async fn client_leg(client: ClientData, plan: &Plan) -> Result<ClientLeg, DataEr
     }
 }
 
-/// The client leg must match the PROT level and, when required, resume the
-/// control session (PROTOCOL.md §5.3, §15).
+/// The client leg must match the PROT level and, when protected, the
+/// control session: its reuse binding when required, and its client
+/// certificate (PROTOCOL.md §5.3, §10.2, §15).
 fn check_leg(leg: ClientLeg, plan: &Plan) -> Result<ClientLeg, DataError> {
     if leg.tls.is_some() != plan.protect {
         return Err(DataError::ProtMismatch);
     }
-    if plan.protect && policy::data_session(plan.require_reuse, leg.resumed_this_session).is_some()
-    {
-        return Err(DataError::NotResumed);
+    if !plan.protect {
+        return Ok(leg);
     }
-    Ok(leg)
+    let refusal = policy::data_session(plan.require_reuse, leg.bound).or_else(|| {
+        policy::data_client_cert(plan.control_cert.as_deref(), leg.client_cert.as_deref())
+    });
+    match refusal {
+        Some(r) => Err(DataError::Policy(r)),
+        None => Ok(leg),
+    }
 }

@@ -9,8 +9,12 @@
 
 /// Longest backend reply line accepted (CPython ftplib refuses longer ones).
 pub const MAX_REPLY_LINE: usize = 8192;
-/// Largest multi-line reply accepted from the backend (large STAT listings pass).
+/// Largest multi-line reply accepted from the backend, counting every byte
+/// received for it including line ends (large STAT listings pass).
 pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+/// Most lines in one reply (a 4 MiB reply of empty lines would otherwise
+/// cost far more memory as line vectors than it took on the wire).
+pub const MAX_REPLY_LINES: usize = 100_000;
 
 /// One reply: a code and its text lines.
 ///
@@ -117,42 +121,30 @@ impl Reply {
         }
         out
     }
-
-    /// Replaces every occurrence of `from` with `to` in all text lines.
-    pub fn scrub(&mut self, from: &[u8], to: &[u8]) {
-        if from.is_empty() {
-            return;
-        }
-        for line in &mut self.lines {
-            if let Some(new) = replace_all(line, from, to) {
-                *line = new;
-            }
-        }
-    }
-}
-
-fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
-    let first = hay.windows(from.len()).position(|w| w == from)?;
-    let mut out = Vec::with_capacity(hay.len());
-    out.extend_from_slice(&hay[..first]);
-    let mut i = first;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 /// Incremental parser for backend replies. Push bytes, pull replies.
+///
+/// Linear in its input: lines are taken from a moving offset and the buffer
+/// is compacted only when the consumed part dominates it. Every byte of a
+/// reply counts against [`MAX_REPLY_BYTES`], every line against
+/// [`MAX_REPLY_LINES`].
 #[derive(Debug, Default)]
 pub struct ReplyParser {
     buf: Vec<u8>,
-    pending: Option<(u16, Vec<Vec<u8>>, usize)>,
+    /// Start of the first unconsumed byte in `buf`.
+    start: usize,
+    /// Bytes after `start` already known to hold no line end.
+    scanned: usize,
+    pending: Option<Pending>,
+}
+
+/// A multi-line reply being accumulated.
+#[derive(Debug)]
+struct Pending {
+    code: u16,
+    lines: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 impl ReplyParser {
@@ -163,76 +155,91 @@ impl ReplyParser {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// True when no partial reply is buffered.
     pub fn is_idle(&self) -> bool {
-        self.buf.is_empty() && self.pending.is_none()
+        self.start == self.buf.len() && self.pending.is_none()
     }
 
     /// Returns the next complete reply, `Ok(None)` if more bytes are needed.
     pub fn next_reply(&mut self) -> Result<Option<Reply>, ReplyError> {
         loop {
-            let Some(end) = self.buf.iter().position(|&b| b == b'\n') else {
-                if self.buf.len() > MAX_REPLY_LINE {
+            let unread = &self.buf[self.start..];
+            let Some(offset) = unread[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = unread.len();
+                if unread.len() > MAX_REPLY_LINE {
                     return Err(ReplyError::TooLong);
                 }
                 return Ok(None);
             };
+            let end = self.scanned + offset;
             if end > MAX_REPLY_LINE {
                 return Err(ReplyError::TooLong);
             }
-            let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-            line.pop();
+            let mut line = &unread[..end];
             if line.last() == Some(&b'\r') {
-                line.pop();
+                line = &line[..line.len() - 1];
             }
-            if let Some(reply) = self.line(line)? {
+            let line = line.to_vec();
+            self.start += end + 1;
+            self.scanned = 0;
+            if let Some(reply) = self.line(line, end + 1)? {
                 return Ok(Some(reply));
             }
         }
     }
 
-    fn line(&mut self, line: Vec<u8>) -> Result<Option<Reply>, ReplyError> {
+    /// One line of `wire` bytes (terminator included).
+    fn line(&mut self, line: Vec<u8>, wire: usize) -> Result<Option<Reply>, ReplyError> {
         let code = parse_code(&line);
-        match self.pending.take() {
-            None => {
-                let code = code.ok_or(ReplyError::Malformed)?;
-                let sep = line.get(3).copied();
-                let text = line.get(4..).unwrap_or_default().to_vec();
-                match sep {
-                    Some(b'-') => {
-                        let size = line.len();
-                        self.pending = Some((code, vec![text], size));
-                        Ok(None)
-                    }
-                    Some(b' ') | None => Ok(Some(Reply {
+        let Some(mut p) = self.pending.take() else {
+            let code = code.ok_or(ReplyError::Malformed)?;
+            let text = line.get(4..).unwrap_or_default().to_vec();
+            return match line.get(3).copied() {
+                Some(b'-') => {
+                    self.pending = Some(Pending {
                         code,
                         lines: vec![text],
-                    })),
-                    Some(_) => Err(ReplyError::Malformed),
+                        bytes: wire,
+                    });
+                    Ok(None)
                 }
-            }
-            Some((want, mut lines, size)) => {
-                let size = size + line.len();
-                if size > MAX_REPLY_BYTES {
-                    return Err(ReplyError::TooLong);
-                }
-                if code == Some(want) && line.get(3) == Some(&b' ') {
-                    lines.push(line[4..].to_vec());
-                    return Ok(Some(Reply { code: want, lines }));
-                }
-                // A bare "ddd" line also closes the reply (some servers omit the space).
-                if code == Some(want) && line.len() == 3 {
-                    lines.push(Vec::new());
-                    return Ok(Some(Reply { code: want, lines }));
-                }
-                lines.push(line);
-                self.pending = Some((want, lines, size));
-                Ok(None)
-            }
+                Some(b' ') | None => Ok(Some(Reply {
+                    code,
+                    lines: vec![text],
+                })),
+                Some(_) => Err(ReplyError::Malformed),
+            };
+        };
+        p.bytes += wire;
+        if p.bytes > MAX_REPLY_BYTES || p.lines.len() >= MAX_REPLY_LINES {
+            return Err(ReplyError::TooLong);
         }
+        let closes = code == Some(p.code);
+        if closes && line.get(3) == Some(&b' ') {
+            p.lines.push(line[4..].to_vec());
+            return Ok(Some(Reply {
+                code: p.code,
+                lines: p.lines,
+            }));
+        }
+        // A bare "ddd" line also closes the reply (some servers omit the space).
+        if closes && line.len() == 3 {
+            p.lines.push(Vec::new());
+            return Ok(Some(Reply {
+                code: p.code,
+                lines: p.lines,
+            }));
+        }
+        p.lines.push(line);
+        self.pending = Some(p);
+        Ok(None)
     }
 }
 
@@ -309,15 +316,48 @@ mod tests {
     }
 
     #[test]
-    fn scrub_replaces_addresses() {
-        let mut r = Reply::multi(
-            211,
-            "status",
-            vec![b" Connected to 10.0.0.5:2121".to_vec()],
-            "End",
-        );
-        r.scrub(b"10.0.0.5:2121", b"192.0.2.1:21");
-        assert_eq!(r.body()[0], b" Connected to 192.0.2.1:21");
+    fn caps_count_line_ends_and_lines() {
+        // Millions of empty lines: refused by the line cap long before 4 MiB of text.
+        let mut p = ReplyParser::new();
+        p.push(b"211-x\r\n");
+        let chunk = b"\r\n".repeat(2048);
+        let mut result = Ok(None);
+        for _ in 0..(8 * 1024 * 1024 / 2048) {
+            p.push(&chunk);
+            result = p.next_reply();
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(ReplyError::TooLong));
+        // Lines of one character: the byte cap counts the CRLF too (3 bytes a line).
+        let mut p = ReplyParser::new();
+        p.push(b"211-x\r\n");
+        let lines = (MAX_REPLY_BYTES / 3).min(MAX_REPLY_LINES - 2);
+        p.push(&b"x\r\n".repeat(lines));
+        assert_eq!(p.next_reply(), Ok(None), "within both caps");
+    }
+
+    #[test]
+    fn a_large_reply_within_the_caps_parses() {
+        let mut wire = b"213-status of /\r\n".to_vec();
+        for i in 0..50_000 {
+            wire.extend_from_slice(
+                format!(" -rw-r--r-- 1 ftp ftp 1 Jan 1 00:00 file{i}\r\n").as_bytes(),
+            );
+        }
+        wire.extend_from_slice(b"213 End\r\n");
+        let mut p = ReplyParser::new();
+        let mut replies = Vec::new();
+        for part in wire.chunks(4096) {
+            p.push(part);
+            while let Some(r) = p.next_reply().unwrap() {
+                replies.push(r);
+            }
+        }
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].body().len(), 50_000);
+        assert!(p.is_idle());
     }
 
     proptest! {

@@ -96,25 +96,97 @@ pub struct Hide {
     pub backend: SocketAddr,
     /// The backend's DNS name, if it was configured by name.
     pub backend_name: Option<String>,
-    /// The proxy's client-facing control address.
+    /// The proxy's client-facing control address (shown instead of the backend's).
     pub proxy: SocketAddr,
+    /// The proxy's backend-facing address (the backend sees it as its client).
+    pub proxy_backend_side: SocketAddr,
+    /// The client's address (shown instead of the proxy's backend-facing one).
+    pub client: SocketAddr,
 }
 
-/// Removes the backend's address from reply text; the client sees the proxy's.
+/// Replies whose text names the server or its client rather than files:
+/// greetings, goodbyes, STAT and HELP. Everything else (257, 250, 213,
+/// MLST, 150 `FILE:`, errors naming paths) is relayed untouched, because a
+/// path may contain anything.
+const ADDRESS_BEARING: &[u16] = &[120, 211, 214, 220, 221, 421];
+
+/// Hides the backend's address (and the proxy's own backend-facing one) in
+/// the replies that carry addresses, replacing whole tokens only.
 pub fn hide_backend(reply: &mut Reply, hide: &Hide) {
-    let (bp, local) = (hide.backend, hide.proxy);
-    reply.scrub(bp.to_string().as_bytes(), local.to_string().as_bytes());
-    reply.scrub(
-        bp.ip().to_string().as_bytes(),
-        local.ip().to_string().as_bytes(),
-    );
-    if let (IpAddr::V4(b), IpAddr::V4(l)) = (bp.ip(), local.ip()) {
+    if !ADDRESS_BEARING.contains(&reply.code) {
+        return;
+    }
+    for (from, to) in replacements(hide) {
+        for line in &mut reply.lines {
+            if let Some(new) = replace_tokens(line, from.as_bytes(), to.as_bytes()) {
+                *line = new;
+            }
+        }
+    }
+}
+
+/// Needle → replacement, longest forms first.
+fn replacements(hide: &Hide) -> Vec<(String, String)> {
+    let mut pairs = vec![
+        (hide.backend.to_string(), hide.proxy.to_string()),
+        (hide.proxy_backend_side.to_string(), hide.client.to_string()),
+        (hide.backend.ip().to_string(), hide.proxy.ip().to_string()),
+        (
+            hide.proxy_backend_side.ip().to_string(),
+            hide.client.ip().to_string(),
+        ),
+    ];
+    if let (IpAddr::V4(b), IpAddr::V4(p)) = (hide.backend.ip(), hide.proxy.ip()) {
         let comma = |ip: Ipv4Addr| ip.octets().map(|o| o.to_string()).join(",");
-        reply.scrub(comma(b).as_bytes(), comma(l).as_bytes());
+        pairs.push((comma(b), comma(p)));
     }
-    if let Some(host) = &hide.backend_name {
-        reply.scrub(host.as_bytes(), local.ip().to_string().as_bytes());
+    if let Some(name) = &hide.backend_name {
+        pairs.push((name.clone(), hide.proxy.ip().to_string()));
     }
+    // Replacing a value by itself is a no-op, and would stop a later needle that shares it.
+    pairs.retain(|(from, to)| !from.is_empty() && from != to);
+    pairs
+}
+
+fn word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Replaces `from` where it stands as a whole token: not inside a longer
+/// name, number or address (`10.0.0.5` is not in `10.0.0.51`, `localhost`
+/// is not in `localhost-backups`). A trailing `.` ends a token unless a
+/// name continues after it; `:` ends one unless `from` is an IPv6 address.
+pub fn replace_tokens(hay: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    let v6 = from.contains(&b':');
+    let whole = |i: usize, j: usize| {
+        let before = i == 0 || {
+            let p = hay[i - 1];
+            !(word(p) || (p == b'.' && i >= 2 && word(hay[i - 2])) || (p == b':' && v6))
+        };
+        let after = j == hay.len() || {
+            let n = hay[j];
+            let next_word = hay.get(j + 1).copied().is_some_and(word);
+            !(word(n) || (n == b'.' && next_word) || (n == b':' && v6 && next_word))
+        };
+        before && after
+    };
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i + from.len() <= hay.len() {
+        if hay[i..].starts_with(from) && whole(i, i + from.len()) {
+            let o = out.get_or_insert_with(|| Vec::with_capacity(hay.len()));
+            o.extend_from_slice(&hay[copied..i]);
+            o.extend_from_slice(to);
+            i += from.len();
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    let mut o = out?;
+    o.extend_from_slice(&hay[copied..]);
+    Some(o)
 }
 
 /// Verbs the proxy owns or cannot rewrite; backend FEAT lines for them are dropped.
@@ -235,21 +307,73 @@ mod tests {
         assert_eq!(client_preliminary(r150.clone(), true), r150);
     }
 
-    #[test]
-    fn backend_address_is_hidden() {
-        let hide = Hide {
+    fn hide() -> Hide {
+        Hide {
             backend: backend(),
-            backend_name: None,
+            backend_name: Some("localhost".into()),
             proxy: "192.0.2.1:21".parse().unwrap(),
-        };
-        let mut r = Reply::multi(
-            211,
-            "status",
-            vec![b" Connected to 10.0.0.5:21 (10,0,0,5)".to_vec()],
-            "End",
+            proxy_backend_side: "10.0.0.9:40001".parse().unwrap(),
+            client: "198.51.100.7:50000".parse().unwrap(),
+        }
+    }
+
+    fn hidden(code: u16, line: &str) -> String {
+        let mut r = Reply::new(code, line);
+        hide_backend(&mut r, &hide());
+        r.text()
+    }
+
+    #[test]
+    fn backend_address_is_hidden_in_address_bearing_replies() {
+        assert_eq!(
+            hidden(
+                211,
+                "Connected to 10.0.0.5:21 (10,0,0,5) from 10.0.0.9:40001."
+            ),
+            "Connected to 192.0.2.1:21 (192,0,2,1) from 198.51.100.7:50000."
         );
-        hide_backend(&mut r, &hide);
-        assert_eq!(r.body()[0], b" Connected to 192.0.2.1:21 (192,0,2,1)");
+        assert_eq!(
+            hidden(220, "ProFTPD Server (localhost) [10.0.0.5]"),
+            "ProFTPD Server (192.0.2.1) [192.0.2.1]"
+        );
+        assert_eq!(hidden(421, "10.0.0.5 closing"), "192.0.2.1 closing");
+        assert_eq!(hidden(211, "peer 10.0.0.9"), "peer 198.51.100.7");
+    }
+
+    #[test]
+    fn only_whole_tokens_and_never_pathnames() {
+        assert_eq!(
+            hidden(211, "10.0.0.51 and 110.0.0.5"),
+            "10.0.0.51 and 110.0.0.5"
+        );
+        assert_eq!(
+            hidden(211, "localhost-backups localhost.example"),
+            "localhost-backups localhost.example"
+        );
+        assert_eq!(hidden(211, "x.10.0.0.5"), "x.10.0.0.5");
+        for code in [257, 250, 213, 150, 550, 226] {
+            assert_eq!(
+                hidden(code, "\"/localhost/10.0.0.5\""),
+                "\"/localhost/10.0.0.5\"",
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_replacement_edges() {
+        let r = |h: &str, f: &str, t: &str| {
+            replace_tokens(h.as_bytes(), f.as_bytes(), t.as_bytes())
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(r("a b", "a", "x").as_deref(), Some("x b"));
+        assert_eq!(r("ab", "a", "x"), None);
+        assert_eq!(
+            r("[::1]:21 ::10", "::1", "h").as_deref(),
+            Some("[h]:21 ::10")
+        );
+        assert_eq!(r("host:21", "host", "h").as_deref(), Some("h:21"));
+        assert_eq!(r("end host.", "host", "h").as_deref(), Some("end h."));
     }
 
     #[test]

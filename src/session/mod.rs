@@ -122,7 +122,9 @@ pub struct Session<D> {
     pbsz: bool,
     prot: Prot,
     user: Option<String>,
-    logged_in: bool,
+    /// A login has succeeded at some point: AUTH stays refused even after
+    /// another USER (the backend session cannot be reset, RFC 4217 §4.2).
+    has_logged_in: bool,
     epsv_all: bool,
     data: Option<D>,
     peer: IpAddr,
@@ -143,7 +145,7 @@ impl<D> Session<D> {
             pbsz: implicit,
             prot: if implicit { Prot::Private } else { Prot::Clear },
             user: None,
-            logged_in: false,
+            has_logged_in: false,
             epsv_all: false,
             data: None,
             peer,
@@ -189,10 +191,9 @@ impl<D> Session<D> {
         };
         let user = self.user.clone().unwrap_or_default();
         if ok {
-            self.logged_in = true;
+            self.has_logged_in = true;
             Some(Login::Succeeded(user))
         } else if reply.code >= 500 {
-            self.logged_in = false;
             Some(Login::Failed(user, reply.code))
         } else {
             None
@@ -223,7 +224,6 @@ impl<D> Session<D> {
             Class::Login => {
                 if cmd.verb == Verb::User {
                     self.user = Some(cmd.arg_str());
-                    self.logged_in = false;
                 }
                 Action::Forward(cmd)
             }
@@ -272,7 +272,7 @@ impl<D> Session<D> {
         if self.control == ControlTls::Cleared {
             return reply(534, "AUTH after CCC is not allowed.");
         }
-        if let Some(refusal) = policy::auth(self.logged_in) {
+        if let Some(refusal) = policy::auth(self.has_logged_in) {
             return Action::Refuse(refusal);
         }
         match mechanism {

@@ -52,6 +52,9 @@ pub enum Refusal {
     /// The data connection's TLS session did not resume the control
     /// connection's under `require_session_reuse` (522 after the 150).
     SessionNotResumed,
+    /// The data connection presented a different client certificate than
+    /// the control connection (RFC 4217 §15.1.2; 522 after the 150).
+    ClientCertMismatch,
 }
 
 /// Verbs allowed before TLS under `control_tls: required` (PROTOCOL.md §2.3).
@@ -107,9 +110,16 @@ pub fn data_target(peer: IpAddr, target: SocketAddr) -> Option<Refusal> {
     (target.port() < 1024).then_some(Refusal::PrivilegedDataPort)
 }
 
-/// A protected data connection under `require_session_reuse` (§5.3).
-pub fn data_session(require_reuse: bool, resumed_this_session: bool) -> Option<Refusal> {
-    (require_reuse && !resumed_this_session).then_some(Refusal::SessionNotResumed)
+/// A protected data connection under `require_session_reuse` (§5.3): it
+/// must have resumed a session its control session's binding accepts.
+pub fn data_session(require_reuse: bool, bound: bool) -> Option<Refusal> {
+    (require_reuse && !bound).then_some(Refusal::SessionNotResumed)
+}
+
+/// A protected data connection presents the control connection's client
+/// certificate, or none when the control connection had none (§10.2).
+pub fn data_client_cert(control: Option<&[u8]>, data: Option<&[u8]>) -> Option<Refusal> {
+    (control != data).then_some(Refusal::ClientCertMismatch)
 }
 
 impl Refusal {
@@ -143,6 +153,10 @@ impl Refusal {
                 522,
                 "Data connection refused: TLS session reuse required (resume the control connection's TLS session).",
             ),
+            Refusal::ClientCertMismatch => Reply::new(
+                522,
+                "Data connection refused: its client certificate differs from the control connection's.",
+            ),
         }
     }
 
@@ -158,6 +172,7 @@ impl Refusal {
             Refusal::ForeignDataTarget { .. } => "foreign_data_target",
             Refusal::PrivilegedDataPort => "privileged_data_port",
             Refusal::SessionNotResumed => "session_not_resumed",
+            Refusal::ClientCertMismatch => "client_cert_mismatch",
         }
     }
 }
@@ -210,6 +225,10 @@ mod tests {
         );
         assert_eq!(code(data_session(true, false)), Some(522));
         assert_eq!(code(data_session(false, false)), None);
+        assert_eq!(code(data_client_cert(Some(b"a"), Some(b"b"))), Some(522));
+        assert_eq!(code(data_client_cert(Some(b"a"), None)), Some(522));
+        assert_eq!(code(data_client_cert(None, Some(b"a"))), Some(522));
+        assert_eq!(code(data_client_cert(Some(b"a"), Some(b"a"))), None);
     }
 
     #[test]

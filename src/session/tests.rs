@@ -312,6 +312,10 @@ fn login_results_are_reported_and_stick_for_auth() {
         Some(Login::Succeeded("alice".into()))
     );
     assert_eq!(s.on_reply(&cmd("CWD /"), &Reply::new(250, "ok")), None);
+    // Another USER does not make the session fresh again: AUTH stays refused.
+    s.on_command(cmd("USER bob"));
+    assert_eq!(s.on_reply(&cmd("USER bob"), &Reply::new(331, "pw")), None);
+    assert_eq!(code(&s.on_command(cmd("AUTH TLS"))), 534);
 }
 
 #[test]

@@ -6,9 +6,8 @@
 //! Both configurations share one certificate resolver, one session-ID cache
 //! (TLS 1.2) and one stateless ticketer (TLS 1.2/1.3), so a data connection
 //! can resume the control connection's session (RFC 4217 §10.2, PROTOCOL.md
-//! §5.3). The control configuration issues TLS 1.3 tickets; the data
-//! configuration issues none, because unread tickets on an upload connection
-//! make clients reset it and lose data (curl#6149).
+//! §5.3). The control configuration issues TLS 1.3 tickets; data connections
+//! never store sessions and issue tickets only under the rules of [`reuse`].
 
 pub mod cert;
 pub mod reuse;
@@ -108,13 +107,17 @@ impl TlsContext {
             .map_err(|e| tls_err("cert", Path::new("-"), e))?;
         let mut control =
             client_auth(builder, settings, provider)?.with_cert_resolver(resolver.clone());
-        control.session_storage = stores.sessions.clone();
-        control.ticketer = stores.ticketer.clone();
+        (control.session_storage, control.ticketer) = stores.control();
         control.ignore_client_order = true;
         control.max_early_data_size = 0;
         control.send_half_rtt_data = false;
         let mut data = control.clone();
-        data.send_tls13_tickets = 0;
+        (data.session_storage, data.ticketer) = stores.data();
+        // Tickets on data connections only where every data connection must
+        // resume (reuse required): OpenSSL clients spend a TLS 1.3 ticket per
+        // connection. Otherwise none: an uploading client that never reads
+        // them can reset the connection and lose data (curl#6149).
+        data.send_tls13_tickets = usize::from(settings.require_session_reuse);
         Ok(TlsContext {
             control: Arc::new(control),
             data: Arc::new(data),
@@ -164,6 +167,13 @@ fn provider() -> rustls::crypto::CryptoProvider {
     };
     provider.cipher_suites.sort_by_key(rank);
     provider
+}
+
+/// The client certificate a completed handshake presented (leaf, DER).
+pub fn client_cert(conn: &ServerConnection) -> Option<Vec<u8>> {
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|der| der.as_ref().to_vec())
 }
 
 /// What a completed handshake negotiated, for events and logs.

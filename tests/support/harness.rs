@@ -6,11 +6,15 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use ftpsgate::config::Settings;
+use ftpsgate::events::{
+    Ended, EventSink, Events, SessionEvent, SessionInfo, TracingSink, TransferRecord,
+};
+use ftpsgate::session::Refusal;
 use ftpsgate::{Mode, Server};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -23,8 +27,100 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// Implicit listener address, when configured.
     pub implicit: Option<SocketAddr>,
+    /// Every session event the proxy emitted.
+    pub events: Arc<Recorder>,
     stop: CancellationToken,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+/// An event sink that keeps every event, for assertions; waits are bounded
+/// and signalled (a condition variable), never slept.
+#[derive(Default)]
+pub struct Recorder {
+    events: Mutex<Vec<(SessionInfo, SessionEvent)>>,
+    changed: Condvar,
+}
+
+impl EventSink for Recorder {
+    fn event(&self, session: &SessionInfo, event: &SessionEvent) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((session.clone(), event.clone()));
+        self.changed.notify_all();
+    }
+}
+
+impl Recorder {
+    /// Everything recorded so far.
+    pub fn all(&self) -> Vec<(SessionInfo, SessionEvent)> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `limit`) until `done` holds for the events, and returns them.
+    pub fn wait_until(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[(SessionInfo, SessionEvent)]) -> bool,
+    ) -> Vec<(SessionInfo, SessionEvent)> {
+        let guard = self.events.lock().unwrap();
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, limit, |evs| !done(evs))
+            .unwrap();
+        guard.clone()
+    }
+
+    /// Waits until `n` transfer records exist and returns them.
+    pub fn transfers(&self, n: usize) -> Vec<TransferRecord> {
+        let evs = self.wait_until(Duration::from_secs(30), |evs| {
+            evs.iter()
+                .filter(|(_, e)| matches!(e, SessionEvent::TransferFinished(_)))
+                .count()
+                >= n
+        });
+        evs.into_iter()
+            .filter_map(|(_, e)| match e {
+                SessionEvent::TransferFinished(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until `n` sessions have closed and returns why each ended.
+    pub fn closed(&self, n: usize, limit: Duration) -> Vec<Option<Ended>> {
+        let evs = self.wait_until(limit, |evs| {
+            evs.iter()
+                .filter(|(_, e)| matches!(e, SessionEvent::Closed { .. }))
+                .count()
+                >= n
+        });
+        evs.into_iter()
+            .filter_map(|(_, e)| match e {
+                SessionEvent::Closed { error, .. } => Some(error),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many sessions were opened.
+    pub fn opened(&self) -> usize {
+        self.all()
+            .iter()
+            .filter(|(_, e)| matches!(e, SessionEvent::Opened))
+            .count()
+    }
+
+    /// Every policy refusal so far.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.all()
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                SessionEvent::PolicyRefused(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Proxy {
@@ -42,6 +138,8 @@ impl Proxy {
         let stop = CancellationToken::new();
         let (tx, rx) = std::sync::mpsc::channel();
         let stop2 = stop.clone();
+        let events = Arc::new(Recorder::default());
+        let sinks = Events::new(vec![Arc::new(TracingSink), events.clone()]);
         let thread = thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -49,7 +147,9 @@ impl Proxy {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let server = Server::bind(settings).await.expect("bind proxy");
+                let server = Server::bind_with(settings, sinks)
+                    .await
+                    .expect("bind proxy");
                 tx.send(server.local_addrs()).unwrap();
                 server.run(stop2).await;
             });
@@ -66,6 +166,7 @@ impl Proxy {
         Proxy {
             addr: addr.or(implicit).unwrap(),
             implicit,
+            events,
             stop,
             thread: Some(thread),
         }
@@ -136,6 +237,8 @@ pub enum Ctl {
     Plain(BufReader<TcpStream>),
     /// After AUTH TLS.
     Tls(Box<BufReader<StreamOwned<ClientConnection, TcpStream>>>),
+    /// Taken out for a handshake done by hand.
+    Taken,
 }
 
 /// A reply as the client saw it: code and every raw line.
@@ -162,17 +265,40 @@ pub struct Client {
     pub tls: Arc<ClientConfig>,
     /// Proxy address.
     pub addr: SocketAddr,
+    /// The local address every connection is made from (`None`: the OS picks).
+    pub source: Option<IpAddr>,
+}
+
+/// Connects to `addr` from `source` (another loopback address plays another host).
+pub fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> TcpStream {
+    let tcp = match source {
+        None => TcpStream::connect(addr).unwrap(),
+        Some(ip) => {
+            let domain = socket2::Domain::for_address(addr);
+            let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+            s.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+            s.connect(&addr.into()).unwrap();
+            s.into()
+        }
+    };
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    tcp
 }
 
 impl Client {
     /// Connects and reads the greeting (explicit listener).
     pub fn connect(addr: SocketAddr) -> (Client, Got) {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Self::connect_from(addr, None)
+    }
+
+    /// Connects from `source` and reads the greeting (explicit listener).
+    pub fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> (Client, Got) {
+        let tcp = connect_from(addr, source);
         let mut c = Client {
             ctl: Ctl::Plain(BufReader::new(tcp)),
             tls: client_config(),
             addr,
+            source,
         };
         let g = c.read();
         (c, g)
@@ -180,8 +306,7 @@ impl Client {
 
     /// Connects to an implicit listener: TLS first, then the greeting.
     pub fn connect_implicit(addr: SocketAddr) -> (Client, Got) {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let tcp = connect_from(addr, None);
         let tls = client_config();
         let conn =
             ClientConnection::new(tls.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
@@ -189,9 +314,18 @@ impl Client {
             ctl: Ctl::Tls(Box::new(BufReader::new(StreamOwned::new(conn, tcp)))),
             tls,
             addr,
+            source: None,
         };
         let g = c.read();
         (c, g)
+    }
+
+    /// Takes the plaintext control socket out (for a handshake done by hand).
+    pub fn take_plain(&mut self) -> TcpStream {
+        match std::mem::replace(&mut self.ctl, Ctl::Taken) {
+            Ctl::Plain(r) => r.into_inner(),
+            _ => panic!("the control connection is not plaintext"),
+        }
     }
 
     /// Sends raw bytes on the control connection.
@@ -202,6 +336,7 @@ impl Client {
                 r.get_mut().write_all(bytes).unwrap();
                 r.get_mut().flush().unwrap();
             }
+            Ctl::Taken => panic!("control connection taken"),
         }
     }
 
@@ -218,6 +353,7 @@ impl Client {
             let n = match &mut self.ctl {
                 Ctl::Plain(r) => r.read_line(&mut line),
                 Ctl::Tls(r) => r.read_line(&mut line),
+                Ctl::Taken => return None,
             }
             .ok()?;
             if n == 0 {
@@ -249,13 +385,7 @@ impl Client {
     pub fn auth_tls(&mut self) {
         let g = self.cmd("AUTH TLS");
         assert_eq!(g.code, 234, "{g:?}");
-        let Ctl::Plain(r) = std::mem::replace(
-            &mut self.ctl,
-            Ctl::Plain(BufReader::new(TcpStream::connect(self.addr).unwrap())),
-        ) else {
-            panic!("already TLS");
-        };
-        let tcp = r.into_inner();
+        let tcp = self.take_plain();
         let conn =
             ClientConnection::new(self.tls.clone(), ServerName::try_from("localhost").unwrap())
                 .unwrap();
@@ -285,11 +415,18 @@ impl Client {
 
     /// Opens a TLS data connection to `addr` (resuming the client's session cache).
     pub fn data_tls(&self, addr: SocketAddr) -> StreamOwned<ClientConnection, TcpStream> {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        self.data_tls_with(addr, self.tls.clone())
+    }
+
+    /// Opens a TLS data connection to `addr` with `config` (its own session cache).
+    pub fn data_tls_with(
+        &self,
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+    ) -> StreamOwned<ClientConnection, TcpStream> {
+        let tcp = connect_from(addr, self.source);
         let conn =
-            ClientConnection::new(self.tls.clone(), ServerName::try_from("localhost").unwrap())
-                .unwrap();
+            ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
         let mut s = StreamOwned::new(conn, tcp);
         while s.conn.is_handshaking() {
             s.conn.complete_io(&mut s.sock).unwrap();

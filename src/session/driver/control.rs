@@ -27,6 +27,8 @@ pub const BACKEND_REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct ClientCtl {
     /// The stream; `None` only while AUTH TLS or CCC swaps it.
     pub stream: Option<MaybeTls>,
+    /// A reply the client does not take within this long ends the session.
+    write_timeout: Duration,
     buf: Vec<u8>,
     start: usize,
     decoder: LineDecoder,
@@ -46,10 +48,11 @@ pub enum ClientEvent {
 }
 
 impl ClientCtl {
-    /// A plaintext control connection.
-    pub fn new(tcp: TcpStream) -> ClientCtl {
+    /// A plaintext control connection whose replies must be taken within `write_timeout`.
+    pub fn new(tcp: TcpStream, write_timeout: Duration) -> ClientCtl {
         ClientCtl {
             stream: Some(MaybeTls::Plain(tcp)),
+            write_timeout,
             buf: Vec::new(),
             start: 0,
             decoder: LineDecoder::new(),
@@ -93,14 +96,20 @@ impl ClientCtl {
         }
     }
 
-    /// Writes one reply and flushes it.
+    /// Writes one reply and flushes it, within the write deadline: a client
+    /// that stops reading cannot hold its session (and backend) open.
     pub async fn send(&mut self, reply: &Reply) -> Result<(), SessionError> {
         debug!(code = reply.code, "reply");
+        let limit = self.write_timeout;
         let s = self.stream().map_err(SessionError::ClientIo)?;
-        s.write_all(&reply.encode())
+        let write = async {
+            s.write_all(&reply.encode()).await?;
+            s.flush().await
+        };
+        tokio::time::timeout(limit, write)
             .await
-            .map_err(SessionError::ClientIo)?;
-        s.flush().await.map_err(SessionError::ClientIo)
+            .map_err(|_| SessionError::ClientStalled)?
+            .map_err(SessionError::ClientIo)
     }
 
     /// Sends close_notify (TLS) and FIN, bounded.
@@ -159,12 +168,44 @@ impl BackendCtl {
         Ok((backend, started.elapsed()))
     }
 
-    /// Sends one command.
+    /// Sends one command when nothing is outstanding. Anything the backend
+    /// sent before it is a surplus reply: it would otherwise be taken as this
+    /// command's answer (PROTOCOL.md §1.4), so the session ends instead.
     pub async fn send(&mut self, cmd: &Command) -> Result<(), SessionError> {
+        self.check_surplus()?;
+        self.send_unchecked(cmd).await
+    }
+
+    /// Sends one command while a reply may be outstanding (ABOR).
+    pub async fn send_unchecked(&mut self, cmd: &Command) -> Result<(), SessionError> {
         debug!(%cmd, "to backend");
-        self.stream
-            .write_all(&cmd.encode())
+        self.write(&cmd.encode()).await
+    }
+
+    /// Fails if the backend has sent anything that no command asked for.
+    fn check_surplus(&mut self) -> Result<(), SessionError> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => return Err(SessionError::BackendClosed),
+                Ok(n) => self.parser.push(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(SessionError::BackendIo(e)),
+            }
+        }
+        match self.parser.next_reply().map_err(SessionError::BadReply)? {
+            Some(r) if r.code == 421 => Err(SessionError::BackendGoodbye(r)),
+            Some(r) => Err(SessionError::Unsolicited(r.code)),
+            None if !self.parser.is_idle() => Err(SessionError::Unsolicited(0)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes raw bytes (Telnet sequences), within [`BACKEND_REPLY_TIMEOUT`].
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        tokio::time::timeout(BACKEND_REPLY_TIMEOUT, self.stream.write_all(bytes))
             .await
+            .map_err(|_| SessionError::BackendTimeout)?
             .map_err(SessionError::BackendIo)
     }
 

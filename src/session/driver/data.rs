@@ -67,11 +67,11 @@ impl Driver<'_> {
             .await
     }
 
-    /// The data TLS acceptor and this session's resumption token.
+    /// The data TLS acceptor and this session's reuse binding.
     pub(super) fn data_tls(&self) -> DataTls {
         DataTls {
             acceptor: TlsAcceptor::from(self.ctx.live.tls.data.clone()),
-            session_token: self.token.clone(),
+            binding: self.binding.clone(),
         }
     }
 

@@ -33,6 +33,7 @@ use crate::ftp::command::{Command, Verb};
 use crate::ftp::reply::Reply;
 use crate::ftp::rewrite::{self, Hide};
 use crate::live::Live;
+use crate::tls::reuse::{Binding, Bindings};
 
 /// Commands a client may queue while a transfer runs.
 const MAX_DEFERRED: usize = 32;
@@ -53,6 +54,8 @@ pub struct SessionContext {
     pub info: SessionInfo,
     /// The proxy's address on the client's control connection.
     pub local: SocketAddr,
+    /// Every live control session's TLS binding.
+    pub bindings: Arc<Bindings>,
 }
 
 impl SessionContext {
@@ -77,7 +80,7 @@ pub async fn run(mut ctx: SessionContext, tcp: TcpStream) {
     let started = Instant::now();
     crate::stream::low_latency(&tcp);
     ctx.emit(SessionEvent::Opened);
-    let mut client = ClientCtl::new(tcp);
+    let mut client = ClientCtl::new(tcp, ctx.live.settings.idle_timeout);
     let error = match serve(&mut ctx, &mut client).await {
         Ok(()) => None,
         Err(e) => {
@@ -100,13 +103,15 @@ pub async fn run(mut ctx: SessionContext, tcp: TcpStream) {
 
 /// TLS first on the implicit listener, then the backend, then the command loop.
 async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), SessionError> {
-    let token: [u8; 16] = rand::random();
-    let token: Arc<[u8]> = Arc::from(&token[..]);
+    let binding = Arc::new(ctx.bindings.register(ctx.info.client.ip()));
     let mut session = Session::new(ctx.policy(), ctx.info.client.ip());
+    let mut client_cert = None;
     if ctx.policy().implicit {
-        let tls = upgrade::start_tls(client, ctx.live.tls.control.clone(), token.clone()).await?;
+        let config = ctx.live.tls.control.clone();
+        let tls = upgrade::start_tls(client, config, binding.token()).await?;
         session.on_tls_established();
-        ctx.emit(SessionEvent::TlsEstablished(tls));
+        client_cert = tls.client_cert;
+        ctx.emit(SessionEvent::TlsEstablished(tls.details));
     }
     let (backend, elapsed) = BackendCtl::connect(&ctx.live.settings.backend).await?;
     ctx.emit(SessionEvent::BackendConnected {
@@ -117,6 +122,8 @@ async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), S
         backend: backend.peer,
         backend_name: ctx.live.settings.backend.name().map(str::to_string),
         proxy: ctx.local,
+        proxy_backend_side: backend.local,
+        client: ctx.info.client,
     };
     let (prot, _) = watch::channel(session.prot());
     let mut driver = Driver {
@@ -127,7 +134,8 @@ async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), S
         hide,
         deferred: VecDeque::new(),
         prot,
-        token,
+        binding,
+        client_cert,
     };
     driver.greeting().await?;
     driver.command_loop().await
@@ -153,8 +161,10 @@ struct Driver<'a> {
     deferred: VecDeque<ClientEvent>,
     /// The PROT level, for passive accepts that start TLS on arrival.
     prot: watch::Sender<Prot>,
-    /// The control session's TLS resumption token.
-    token: Arc<[u8]>,
+    /// The control session's TLS reuse binding.
+    binding: Arc<Binding>,
+    /// The control connection's client certificate (leaf, DER).
+    client_cert: Option<Vec<u8>>,
 }
 
 impl Driver<'_> {
@@ -221,7 +231,9 @@ impl Driver<'_> {
     async fn wait_client(&mut self) -> Result<ClientEvent, SessionError> {
         let idle = self.ctx.live.settings.idle_timeout;
         tokio::select! {
-            ev = self.client.next() => ev.map_err(SessionError::ClientIo),
+            // Backend input first: a surplus reply must never wait behind the
+            // next client command and then be taken as its answer.
+            biased;
             r = self.backend.next() => {
                 let r = r?;
                 if r.code == 421 {
@@ -229,6 +241,7 @@ impl Driver<'_> {
                 }
                 Err(SessionError::Unsolicited(r.code))
             }
+            ev = self.client.next() => ev.map_err(SessionError::ClientIo),
             _ = tokio::time::sleep(idle) => Err(SessionError::Idle),
             _ = self.ctx.shutdown.cancelled() => Err(SessionError::Shutdown),
         }
@@ -301,7 +314,10 @@ impl Driver<'_> {
                 continue;
             }
             match self.session.on_reply(cmd, &r) {
-                Some(Login::Succeeded(_)) => self.ctx.emit(SessionEvent::LoginSucceeded),
+                Some(Login::Succeeded(user)) => {
+                    self.binding.logged_in(&user);
+                    self.ctx.emit(SessionEvent::LoginSucceeded);
+                }
                 Some(Login::Failed(_, code)) => self.ctx.emit(SessionEvent::LoginFailed { code }),
                 None => {}
             }
@@ -334,20 +350,22 @@ impl Driver<'_> {
     async fn start_tls(&mut self) -> Result<(), SessionError> {
         self.reply(234, "AUTH TLS successful; start the TLS handshake.")
             .await?;
-        if self.client.has_buffered() {
+        if self.client.has_buffered() || !self.deferred.is_empty() {
             // STARTTLS command injection (CVE-2011-1575 class): never run plaintext
-            // that was pipelined behind AUTH inside the TLS session.
+            // that was pipelined behind AUTH (or queued behind a transfer before
+            // it) inside the TLS session.
             return Err(SessionError::Pipelined("AUTH"));
         }
         let config = self.ctx.live.tls.control.clone();
-        let tls = upgrade::start_tls(self.client, config, self.token.clone()).await?;
+        let tls = upgrade::start_tls(self.client, config, self.binding.token()).await?;
         self.session.on_tls_established();
-        self.ctx.emit(SessionEvent::TlsEstablished(tls));
+        self.client_cert = tls.client_cert;
+        self.ctx.emit(SessionEvent::TlsEstablished(tls.details));
         Ok(())
     }
 
     async fn clear_control(&mut self) -> Result<(), SessionError> {
-        if self.client.has_buffered() {
+        if self.client.has_buffered() || !self.deferred.is_empty() {
             // Nothing sent under TLS after CCC may be read as plaintext, and vice versa.
             return Err(SessionError::Pipelined("CCC"));
         }

@@ -7,7 +7,6 @@
 
 use std::time::{Instant, SystemTime};
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
@@ -110,6 +109,7 @@ impl Driver<'_> {
             backend_facing_ip: self.backend.local.ip(),
             backend_ip: self.backend.peer.ip(),
             tls: self.data_tls(),
+            control_cert: self.client_cert.clone(),
         }
     }
 
@@ -148,7 +148,13 @@ impl Driver<'_> {
     ) -> Result<(), SessionError> {
         let reply = disposition(&Failure::Transfer(&e)).reply;
         record.code = reply.as_ref().map_or(0, |r| r.code);
-        record.result = TransferResult::Failed(e);
+        record.result = match e {
+            DataError::Policy(refusal) => {
+                self.ctx.emit(SessionEvent::PolicyRefused(refusal));
+                TransferResult::Refused(refusal)
+            }
+            e => TransferResult::Failed(e),
+        };
         match reply {
             Some(r) => self.client.send(&r).await,
             None => Ok(()),
@@ -352,18 +358,11 @@ impl Driver<'_> {
     /// Telnet IP, Synch (IAC as urgent data, then DM), then ABOR.
     async fn send_abor(&mut self) -> Result<(), SessionError> {
         debug!("to backend: IAC IP, Synch, ABOR");
-        let stream = &mut self.backend.stream;
-        stream
-            .write_all(&[IAC, IP])
-            .await
-            .map_err(SessionError::BackendIo)?;
-        let _ = socket2::SockRef::from(&*stream).send_out_of_band(&[IAC]);
-        stream
-            .write_all(&[DM])
-            .await
-            .map_err(SessionError::BackendIo)?;
+        self.backend.write(&[IAC, IP]).await?;
+        let _ = socket2::SockRef::from(&self.backend.stream).send_out_of_band(&[IAC]);
+        self.backend.write(&[DM]).await?;
         self.backend
-            .send(&Command::new(crate::ftp::command::Verb::Abor, ""))
+            .send_unchecked(&Command::new(crate::ftp::command::Verb::Abor, ""))
             .await
     }
 }
