@@ -105,6 +105,9 @@ pub struct ServeArgs {
     /// Seconds the client has to open its data connection after a transfer starts.
     #[arg(long, value_name = "SECS")]
     pub data_timeout: Option<u64>,
+    /// Seconds a transfer may move no byte before it is failed with 426.
+    #[arg(long, value_name = "SECS")]
+    pub stall_timeout: Option<u64>,
     /// Most concurrent client sessions.
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,

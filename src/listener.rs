@@ -21,6 +21,7 @@ use tracing::{info, warn, Instrument};
 use crate::config::Settings;
 use crate::data::ports::{listen_on, PortPool};
 use crate::events::{Events, SessionInfo};
+use crate::ftp::addr::canonical;
 use crate::live::{Live, LiveState};
 use crate::session::driver::{self, SessionContext};
 use crate::session::Mode;
@@ -157,6 +158,7 @@ impl Acceptor {
 
     /// Applies the session limit and spawns the session.
     async fn admit(&self, mut tcp: TcpStream, peer: SocketAddr) {
+        let peer = canonical(peer);
         let Ok(permit) = self.shared.sessions.clone().try_acquire_owned() else {
             warn!(%peer, "session limit reached; refusing connection");
             if self.mode == Mode::Explicit {
@@ -169,6 +171,7 @@ impl Acceptor {
         let Ok(local) = tcp.local_addr() else {
             return;
         };
+        let local = canonical(local);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty);
         let ctx = SessionContext {

@@ -33,6 +33,7 @@ pub struct FileConfig {
     pub(super) upload_eof: Option<UploadEof>,
     pub(super) idle_timeout: Option<u64>,
     pub(super) data_timeout: Option<u64>,
+    pub(super) stall_timeout: Option<u64>,
     pub(super) max_sessions: Option<usize>,
 }
 

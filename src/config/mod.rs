@@ -77,6 +77,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Time for the client to open a data connection, default 30 s (then 425).
     pub data_timeout: Duration,
+    /// A transfer that moves no byte for this long is failed (426), default 300 s.
+    pub stall_timeout: Duration,
     /// Concurrent session limit, default 10000.
     pub max_sessions: usize,
 }
@@ -102,6 +104,7 @@ impl Settings {
             upload_eof: UploadEof::Strict,
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(300),
             max_sessions: 10_000,
         }
     }
@@ -264,6 +267,11 @@ impl Merge<'_> {
             "data_timeout",
             pick!(self, data_timeout),
             &mut s.data_timeout,
+        )?;
+        seconds(
+            "stall_timeout",
+            pick!(self, stall_timeout),
+            &mut s.stall_timeout,
         )?;
         if let Some((v, src)) = pick!(self, max_sessions) {
             if v == 0 {

@@ -36,16 +36,19 @@ pub async fn connect_from(from_ip: IpAddr, to: SocketAddr) -> io::Result<TcpStre
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "data connect timed out"))?
 }
 
-/// Accepts the first connection whose source address is `peer`; others are
-/// logged and dropped while waiting continues (an attacker who connects first
-/// cannot deny the transfer, PROTOCOL.md §5.5).
-pub async fn accept_from(listener: &TcpListener, peer: IpAddr) -> io::Result<TcpStream> {
+/// Accepts the first connection whose source address is `peer` (any, when
+/// `None`); others are logged and dropped while waiting continues (an
+/// attacker who connects first cannot deny the transfer, PROTOCOL.md §5.5).
+pub async fn accept_from(listener: &TcpListener, peer: Option<IpAddr>) -> io::Result<TcpStream> {
     loop {
         let (stream, from) = listener.accept().await?;
-        if from.ip() == peer {
-            return Ok(stream);
+        let from = crate::ftp::addr::canonical(from);
+        match peer {
+            Some(p) if from.ip() != p => {
+                warn!(%from, expected = %p, "refused data connection from a foreign address");
+            }
+            _ => return Ok(stream),
         }
-        warn!(%from, expected = %peer, "refused data connection from a foreign address");
     }
 }
 
@@ -130,11 +133,11 @@ pub struct PassiveAccept {
 }
 
 impl PassiveAccept {
-    /// Starts accepting on `listener` for `peer`.
+    /// Starts accepting on `listener` for `peer` (any peer when `None`).
     pub fn spawn(
         listener: TcpListener,
         lease: Option<PortLease>,
-        peer: IpAddr,
+        peer: Option<IpAddr>,
         prot: watch::Receiver<Prot>,
         tls: DataTls,
     ) -> PassiveAccept {

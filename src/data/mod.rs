@@ -19,8 +19,6 @@ use crate::session::Refusal;
 pub const DATA_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an outbound data connect (to the client or the backend) may take.
 pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// A transfer that moves no byte for this long is failed.
-pub const DATA_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long to keep reading for the client's close_notify after a download.
 pub const CLOSE_NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
@@ -57,7 +55,7 @@ pub enum DataError {
     /// The backend leg failed mid-transfer, or the backend did not confirm it.
     #[error("backend data connection failed: {0}")]
     Backend(io::ErrorKind),
-    /// No byte moved for [`DATA_STALL_TIMEOUT`].
+    /// No byte moved for the stall timeout.
     #[error("data transfer stalled")]
     Stalled,
     /// ABOR, session end or shutdown.

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{DataError, CLOSE_NOTIFY_GRACE, DATA_STALL_TIMEOUT};
+use super::{DataError, CLOSE_NOTIFY_GRACE};
 use crate::config::UploadEof;
 use crate::stream::MaybeTls;
 
@@ -51,11 +51,10 @@ pub async fn relay(
     eof: UploadEof,
     cancel: CancellationToken,
     finish: Option<oneshot::Receiver<bool>>,
-    stall: Option<Duration>,
+    stall: Duration,
 ) -> Outcome {
     let moved = AtomicU64::new(0);
     let mut buf = vec![0u8; BUF_SIZE];
-    let stall = stall.unwrap_or(DATA_STALL_TIMEOUT);
     if upload {
         // Any drop before the explicit clean close below resets the connection, so a
         // failed upload can never look like a complete file to the backend.

@@ -46,6 +46,9 @@ pub struct DataSetup {
     pub client: ClientData,
     /// The backend side.
     pub backend: BackendLeg,
+    /// The client leg must resume a bound TLS session whatever the settings
+    /// (its peer address could not be checked).
+    pub binding_required: bool,
 }
 
 impl DataSetup {
@@ -65,10 +68,15 @@ pub struct Plan {
     pub direction: Direction,
     /// TLS on the client leg (PROT P).
     pub protect: bool,
-    /// The client leg must resume the control session.
+    /// A protected client leg must resume the control session.
     pub require_reuse: bool,
+    /// The client leg's peer address was not checked: it must be protected
+    /// and resume the control session whatever the settings.
+    pub peer_unchecked: bool,
     /// How long the client has to open its data connection.
     pub data_timeout: Duration,
+    /// How long the transfer may move no byte.
+    pub stall_timeout: Duration,
     /// Upload ending without close_notify: strict or lenient.
     pub upload_eof: UploadEof,
     /// Source address for active connects to the client.
@@ -202,7 +210,7 @@ async fn run(
     let backend = match backend {
         BackendReady::Connected(s) => Ok(s),
         BackendReady::Listening(l) => tokio::select! {
-            r = tokio::time::timeout(plan.data_timeout, connect::accept_from(&l, plan.backend_ip)) => {
+            r = tokio::time::timeout(plan.data_timeout, connect::accept_from(&l, Some(plan.backend_ip))) => {
                 r.map_err(|_| DataError::BackendConnect)
                     .and_then(|r| r.map_err(|_| DataError::BackendConnect))
             }
@@ -231,7 +239,7 @@ async fn run(
         plan.upload_eof,
         cancel,
         confirmed,
-        None,
+        plan.stall_timeout,
     )
     .await;
     TransferOutcome { relay: out, tls }
@@ -256,10 +264,11 @@ fn check_leg(leg: ClientLeg, plan: &Plan) -> Result<ClientLeg, DataError> {
     if leg.tls.is_some() != plan.protect {
         return Err(DataError::ProtMismatch);
     }
-    if !plan.protect {
+    if !plan.protect && !plan.peer_unchecked {
         return Ok(leg);
     }
-    let refusal = policy::data_session(plan.require_reuse, leg.bound).or_else(|| {
+    let require = plan.require_reuse || plan.peer_unchecked;
+    let refusal = policy::data_session(require, leg.bound).or_else(|| {
         policy::data_client_cert(plan.control_cert.as_deref(), leg.client_cert.as_deref())
     });
     match refusal {

@@ -106,6 +106,19 @@ pub fn parse_epsv_reply(text: &str) -> Result<u16, AddrError> {
     }
 }
 
+/// An address as the protocol sees it: an IPv4 client reaching a dual-stack
+/// (`[::]`) listener appears as `::ffff:a.b.c.d`, and is an IPv4 client for
+/// PASV, PORT, EPRT `|1|` and the data-peer checks.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
 /// The network-protocol number RFC 2428 uses for this address family.
 pub fn family_number(ip: IpAddr) -> u8 {
     if ip.is_ipv4() {
@@ -171,6 +184,16 @@ mod tests {
         );
         assert_eq!(parse_epsv_reply("ok (!!!6446!)"), Ok(6446));
         assert_eq!(parse_epsv_reply("(|1|x|6446|)"), Err(AddrError::Syntax));
+    }
+
+    #[test]
+    fn mapped_addresses_are_ipv4() {
+        let a: SocketAddr = "[::ffff:192.0.2.1]:21".parse().unwrap();
+        assert_eq!(canonical(a), "192.0.2.1:21".parse().unwrap());
+        let v6: SocketAddr = "[2001:db8::1]:21".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+        let v4: SocketAddr = "192.0.2.1:21".parse().unwrap();
+        assert_eq!(canonical(v4), v4);
     }
 
     proptest! {

@@ -475,6 +475,7 @@ pub type Rule = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct Scripted {
     /// Listening address.
     pub addr: SocketAddr,
+    open: Arc<(Mutex<usize>, Condvar)>,
     seen: Arc<Mutex<Vec<String>>>,
 }
 
@@ -485,20 +486,37 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let seen2 = seen.clone();
+        let open = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let (seen2, open2) = (seen.clone(), open.clone());
         let greeting = greeting.to_string();
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 let seen = seen2.clone();
+                let open = open2.clone();
                 let rule = rule.clone();
                 let greeting = greeting.clone();
+                *open.0.lock().unwrap() += 1;
+                open.1.notify_all();
                 thread::spawn(move || {
                     let _ = serve(conn, &greeting, &rule, &seen);
+                    *open.0.lock().unwrap() -= 1;
+                    open.1.notify_all();
                 });
             }
         });
-        Scripted { addr, seen }
+        Scripted { addr, seen, open }
+    }
+
+    /// Waits (up to `limit`) until exactly `n` backend connections are open;
+    /// false if that did not happen in time.
+    pub fn wait_open(&self, n: usize, limit: Duration) -> bool {
+        let (lock, cv) = &*self.open;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = cv
+            .wait_timeout_while(guard, limit, |open| *open != n)
+            .unwrap();
+        *guard == n
     }
 
     /// Every line received so far, across connections.

@@ -3,7 +3,7 @@
 //! passive listener from the pool or the client's checked PORT/EPRT target.
 //! The result goes to the session as its prepared [`DataSetup`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use tokio_rustls::TlsAcceptor;
 use tracing::warn;
@@ -23,7 +23,17 @@ impl Driver<'_> {
         let Some(backend) = self.backend_leg().await? else {
             return Ok(());
         };
-        let (listener, lease) = match self.ctx.pool.bind(self.ctx.local.ip()) {
+        // PASV on an IPv6 control connection (possible with an IPv4 public
+        // address): the client comes back over IPv4 from an address the
+        // control peer cannot vouch for, so any IPv4 peer may connect and the
+        // transfer must prove itself with the TLS session binding instead.
+        let cross_family = !extended && self.ctx.local.is_ipv6();
+        let (bind_ip, peer) = if cross_family {
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), None)
+        } else {
+            (self.ctx.local.ip(), Some(self.ctx.info.client.ip()))
+        };
+        let (listener, lease) = match self.ctx.pool.bind(bind_ip) {
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, "no passive port");
@@ -39,13 +49,14 @@ impl Driver<'_> {
         let accept = PassiveAccept::spawn(
             listener,
             lease,
-            self.ctx.info.client.ip(),
+            peer,
             self.prot.subscribe(),
             self.data_tls(),
         );
         self.session.set_data(DataSetup {
             client: ClientData::Passive(accept),
             backend,
+            binding_required: cross_family,
         });
         let advertised =
             rewrite::advertised_v4(self.ctx.live.settings.public_address, self.ctx.local.ip());
@@ -62,6 +73,7 @@ impl Driver<'_> {
         self.session.set_data(DataSetup {
             client: ClientData::Active(target),
             backend,
+            binding_required: false,
         });
         self.reply(200, "Active data connection target accepted.")
             .await

@@ -97,13 +97,15 @@ impl Driver<'_> {
         }
     }
 
-    fn plan(&self, direction: Direction, protect: bool) -> Plan {
+    fn plan(&self, direction: Direction, protect: bool, binding_required: bool) -> Plan {
         let s = &self.ctx.live.settings;
         Plan {
             direction,
             protect,
             require_reuse: s.require_session_reuse,
+            peer_unchecked: binding_required,
             data_timeout: s.data_timeout,
+            stall_timeout: s.stall_timeout,
             upload_eof: s.upload_eof,
             client_facing_ip: self.ctx.local.ip(),
             backend_facing_ip: self.backend.local.ip(),
@@ -120,7 +122,7 @@ impl Driver<'_> {
         setup: DataSetup,
         record: &mut TransferRecord,
     ) -> Result<(), SessionError> {
-        let plan = self.plan(record.direction, protect);
+        let plan = self.plan(record.direction, protect, setup.binding_required);
         // A passive backend leg is connected before the command, as a plain client would.
         let backend = match transfer::prepare_backend(setup.backend, plan.backend_facing_ip).await {
             Ok(b) => b,
@@ -249,7 +251,10 @@ impl Driver<'_> {
         running.direction() == Direction::Upload
     }
 
-    /// Sends the one final reply for the transfer command (and ABOR's).
+    /// Sends the one final reply for the transfer command (and ABOR's). When
+    /// the backend's transfer must be aborted, the client is answered first:
+    /// it learns the outcome at once, and its next command waits for the
+    /// backend's abort to finish.
     async fn conclude(
         &mut self,
         p: Progress,
@@ -265,12 +270,12 @@ impl Driver<'_> {
         record.bytes = outcome.bytes;
         record.data_tls = tls;
         if p.aborted {
-            if p.final_reply.is_none() {
-                self.abort_backend(outcome.backend, upload).await?;
-            }
             record.result = TransferResult::Aborted;
             // The transfer command is still unanswered, so it gets its reply first.
-            record.code = if outcome.result.is_ok() { 226 } else { 426 };
+            record.code = match outcome.result {
+                Ok(()) => 226,
+                Err(_) => 426,
+            };
             match outcome.result {
                 Ok(()) => self.reply(226, "Transfer complete.").await?,
                 Err(_) => {
@@ -278,7 +283,11 @@ impl Driver<'_> {
                         .await?
                 }
             }
-            return self.reply(226, "ABOR command successful.").await;
+            self.reply(226, "ABOR command successful.").await?;
+            if p.final_reply.is_none() {
+                self.abort_backend(outcome.backend, upload).await?;
+            }
+            return Ok(());
         }
         match (outcome.result, p.final_reply) {
             (Ok(()), Some(r)) => {
@@ -291,18 +300,15 @@ impl Driver<'_> {
                 }
                 self.relay(r).await
             }
+            (Err(e), Some(r)) if r.is_success() => self.transfer_failed(record, e).await,
             (Err(e), Some(r)) => {
-                drop(outcome.backend);
-                if r.is_success() {
-                    return self.transfer_failed(record, e).await;
-                }
                 record.code = r.code;
                 record.result = TransferResult::Failed(e);
                 self.relay(r).await
             }
             (Err(e), None) => {
-                self.abort_backend(outcome.backend, upload).await?;
-                self.transfer_failed(record, e).await
+                self.transfer_failed(record, e).await?;
+                self.abort_backend(outcome.backend, upload).await
             }
             (Ok(()), None) => Err(SessionError::Internal(
                 "transfer finished without a backend reply",
