@@ -122,7 +122,7 @@ impl Tcp {
     fn quickack(&self) {
         #[cfg(target_os = "linux")]
         if self.handshaking {
-            let _ = socket2::SockRef::from(&self.inner).set_quickack(true);
+            let _ = socket2::SockRef::from(&self.inner).set_tcp_quickack(true);
         }
     }
 }

@@ -308,9 +308,10 @@ fn pasv_on_ipv6_control_with_an_ipv4_public_address_works() {
 #[test]
 fn a_slow_reader_is_not_a_stalled_transfer() {
     let Some(b) = pyftpd() else { return };
-    let payload = random_bytes(1024 * 1024, 88);
+    // Larger than every buffer on the way, so the proxy's writes block on this reader.
+    let payload = random_bytes(16 * 1024 * 1024, 88);
     b.write_file("slow.bin", &payload);
-    let proxy = Proxy::spawn(b.addr, |s| s.stall_timeout = Duration::from_secs(2));
+    let proxy = Proxy::spawn(b.addr, |s| s.stall_timeout = Duration::from_secs(3));
     let (mut c, _) = Client::connect(proxy.addr);
     c.login_secure(&b.user, &b.pass);
     assert_eq!(c.cmd("TYPE I").code, 200);
@@ -318,7 +319,7 @@ fn a_slow_reader_is_not_a_stalled_transfer() {
     c.send_raw(b"RETR slow.bin\r\n");
     // A small receive window, so the proxy's writes block on this reader's pace.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
+    sock.set_recv_buffer_size(128 * 1024).unwrap();
     sock.connect(&addr.into()).unwrap();
     let tcp: TcpStream = sock.into();
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -327,17 +328,40 @@ fn a_slow_reader_is_not_a_stalled_transfer() {
     let mut d = rustls::StreamOwned::new(conn, tcp);
     assert_eq!(c.read().code / 100, 1);
     let mut got = Vec::new();
-    let mut chunk = [0u8; 2048];
-    let slow_until = Instant::now() + Duration::from_secs(6);
+    let mut chunk = vec![0u8; 32 * 1024];
+    let slow_until = Instant::now() + Duration::from_secs(12);
     while Instant::now() < slow_until {
-        let n = d.read(&mut chunk).unwrap();
-        got.extend_from_slice(&chunk[..n]);
-        // About 8 KiB/s for three stall periods: slow, never silent.
+        d.read_exact(&mut chunk).unwrap();
+        got.extend_from_slice(&chunk);
+        // 128 KiB/s for four stall periods: slow against the kernel's send
+        // buffer (a write that waits for it to empty takes longer than the
+        // stall timeout), yet bytes always move.
         std::thread::sleep(Duration::from_millis(250));
     }
     d.read_to_end(&mut got).unwrap();
     assert_eq!(c.read().code, 226);
     assert_eq!(sha256_bytes(&got), sha256_bytes(&payload));
+}
+
+/// Defect 8b: a client that never reads (its window shut) is cut off after
+/// the stall timeout: the kernel cannot get the bytes acknowledged.
+#[test]
+fn a_client_holding_its_window_shut_is_cut_off_after_the_stall_timeout() {
+    let Some(b) = pyftpd() else { return };
+    b.write_file("big.bin", &random_bytes(16 * 1024 * 1024, 89));
+    let proxy = Proxy::spawn(b.addr, |s| s.stall_timeout = Duration::from_secs(2));
+    let (mut c, _) = Client::connect(proxy.addr);
+    c.login_secure(&b.user, &b.pass);
+    let addr = c.epsv();
+    c.send_raw(b"RETR big.bin\r\n");
+    let d = c.data_tls(addr); // handshake done, then never read
+    assert_eq!(c.read().code / 100, 1);
+    let started = Instant::now();
+    let fin = c.read();
+    assert_eq!(fin.code, 426, "{fin:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(c.cmd("NOOP").code, 200);
+    drop(d);
 }
 
 /// Defect 9: a surplus backend reply is never taken as the next command's answer.

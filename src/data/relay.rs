@@ -12,7 +12,8 @@
 //! handed back so the driver can ABOR the backend first and then reset it.
 //!
 //! One buffer per transfer, no per-chunk allocation, no per-chunk timer: a
-//! stall watchdog checks a byte counter instead.
+//! stall watchdog checks a byte counter instead, and TCP_NOTSENT_LOWAT makes
+//! that counter move at the receiving peer's pace.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,6 +29,12 @@ use crate::stream::MaybeTls;
 
 /// Relay buffer size: large reads keep syscalls and TLS records per byte low.
 const BUF_SIZE: usize = 256 * 1024;
+/// Unsent bytes a data socket may queue in the kernel before writes wait
+/// (TCP_NOTSENT_LOWAT): bytes in flight are not limited, so throughput is
+/// not, but a write completes at the receiver's pace. Linux wakes a writer
+/// once unsent bytes fall below half of this, so a reader at 800 B/s shows
+/// progress every 40 s or so, far inside the stall timeout.
+const NOTSENT_LOWAT: u32 = 64 * 1024;
 
 /// What the relay did.
 #[derive(Debug)]
@@ -53,8 +60,14 @@ pub async fn relay(
     finish: Option<oneshot::Receiver<bool>>,
     stall: Duration,
 ) -> Outcome {
-    let moved = AtomicU64::new(0);
+    let moved = Progress::default();
     let mut buf = vec![0u8; BUF_SIZE];
+    // Writes complete as the peer takes bytes, not when megabytes of send
+    // buffer free up at once: a slow but live reader shows progress at its own
+    // pace, a peer that takes nothing shows none (and is a stall).
+    for tcp in [client.tcp(), &backend] {
+        let _ = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT);
+    }
     if upload {
         // Any drop before the explicit clean close below resets the connection, so a
         // failed upload can never look like a complete file to the backend.
@@ -72,7 +85,7 @@ pub async fn relay(
         _ = cancel.cancelled() => Err(DataError::Aborted),
         _ = watchdog(&moved, stall) => Err(DataError::Stalled),
     };
-    let bytes = moved.load(Ordering::Relaxed);
+    let bytes = moved.bytes.load(Ordering::Relaxed);
     match result {
         Ok(lenient_eof) => {
             if upload {
@@ -107,7 +120,7 @@ async fn pump_download(
     backend: &mut TcpStream,
     client: &mut MaybeTls,
     buf: &mut [u8],
-    moved: &AtomicU64,
+    moved: &Progress,
     finish: Option<oneshot::Receiver<bool>>,
 ) -> Result<bool, DataError> {
     loop {
@@ -139,7 +152,7 @@ async fn pump_upload(
     client: &mut MaybeTls,
     backend: &mut TcpStream,
     buf: &mut [u8],
-    moved: &AtomicU64,
+    moved: &Progress,
     eof: UploadEof,
 ) -> Result<bool, DataError> {
     let mut lenient_eof = false;
@@ -166,39 +179,45 @@ async fn pump_upload(
     Ok(lenient_eof)
 }
 
-/// Writes all of `data`, counting every byte as it is accepted: a slow but
-/// live peer (a client reading at 800 B/s) is progress for the stall watchdog.
+/// What the stall watchdog looks at: bytes moved (taken by the receiving peer).
+#[derive(Debug, Default)]
+struct Progress {
+    bytes: AtomicU64,
+}
+
+/// Writes all of `data`, counting every byte as it is accepted.
 async fn write_counted<W: AsyncWrite + Unpin>(
     out: &mut W,
     mut data: &[u8],
-    moved: &AtomicU64,
+    moved: &Progress,
 ) -> std::io::Result<()> {
     while !data.is_empty() {
         let n = out.write(data).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        moved.fetch_add(n as u64, Ordering::Relaxed);
+        moved.bytes.fetch_add(n as u64, Ordering::Relaxed);
         data = &data[n..];
     }
     Ok(())
 }
 
-async fn watchdog(moved: &AtomicU64, stall: Duration) {
+/// Returns once no byte moved for `stall`.
+async fn watchdog(moved: &Progress, stall: Duration) {
     let tick = (stall / 4).max(Duration::from_millis(100));
     let mut last = u64::MAX;
     let mut quiet = Duration::ZERO;
     loop {
         tokio::time::sleep(tick).await;
-        let now = moved.load(Ordering::Relaxed);
-        if now == last {
-            quiet += tick;
-            if quiet >= stall {
-                return;
-            }
-        } else {
+        let now = moved.bytes.load(Ordering::Relaxed);
+        if now != last {
             quiet = Duration::ZERO;
             last = now;
+            continue;
+        }
+        quiet += tick;
+        if quiet >= stall {
+            return;
         }
     }
 }
