@@ -314,7 +314,8 @@ fn passive_range_exhausted_gives_425() {
                 .then(|| "227 Entering Passive Mode (127,0,0,1,0,9)\r\n".into())
         }),
     );
-    let port = support::tools::free_port();
+    let reserved = support::tools::ReservedPort::new();
+    let port = reserved.port();
     let proxy = Proxy::spawn(backend.addr, |s| {
         s.passive_ports = Some(ftpsgate::config::PortRange {
             low: port,

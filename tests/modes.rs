@@ -299,7 +299,8 @@ fn vanishing_client_leaves_no_stuck_session_or_leaked_port() {
         return;
     };
     b.write_file("v.bin", &random_bytes(32 * 1024 * 1024, 3));
-    let port = support::tools::free_port();
+    let reserved = support::tools::ReservedPort::new();
+    let port = reserved.port();
     let proxy = Proxy::spawn(b.addr, |s| {
         s.passive_ports = Some(PortRange {
             low: port,
@@ -321,19 +322,11 @@ fn vanishing_client_leaves_no_stuck_session_or_leaked_port() {
         drop(d);
         drop(c);
     }
-    // The single passive port is free again and the proxy still serves.
+    // The single passive port is free again and the proxy still serves. No wait is needed:
+    // the lease goes back once the client's data connection is accepted, before any data.
     let (mut c, _) = Client::connect(proxy.addr);
     c.login_secure(&b.user, &b.pass);
-    let mut ok = false;
-    for _ in 0..50 {
-        let g = c.cmd("EPSV");
-        if g.code == 229 {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(ok, "passive port released");
+    assert_eq!(c.cmd("EPSV").code, 229, "passive port released");
 }
 
 #[test]
@@ -383,14 +376,11 @@ fn require_session_reuse_with_cpython_ftplib() {
     assert!(!r.success(), "{r}");
     assert_eq!(r.field("data_session_reused"), Some("False"), "{r}");
     // ftplib hangs up at once; the proxy's ABOR to the backend follows asynchronously.
-    let aborted = (0..200).any(|_| {
-        let seen = b.commands().iter().any(|l| l.contains("ABOR"));
-        if !seen {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        seen
-    });
-    assert!(aborted, "backend transfer aborted: {:?}", b.commands());
+    assert!(
+        b.wait_for_command("ABOR"),
+        "backend transfer aborted: {:?}",
+        b.commands()
+    );
     // The well-known subclass that passes session=self.sock.session works.
     let r = support::tools::py_client(
         proxy.addr,

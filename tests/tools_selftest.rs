@@ -1,21 +1,24 @@
-//! Self-test of the real-tool harness in `tests/support/tools.rs`: starts
+//! Self-test of the real-tool harness in `tests/support/tools/`: starts
 //! every real backend (pyftpdlib, vsftpd, proftpd) and drives it with the
 //! real clients in plaintext mode (curl `ftp://`, lftp, CPython `ftplib.FTP`),
 //! with no proxy involved, to prove the launchers, clients and command logs
 //! work. Under `CI=true` a missing tool fails the test instead of skipping.
 
-#[path = "support/tools.rs"]
+#[path = "support/tools/mod.rs"]
 mod tools;
 
+use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Socket, Type};
+use tools::command_log::CommandLog;
 use tools::{
     curl_download, curl_list, curl_upload, lftp_run, py_client, run_with_timeout, sha256_file,
     tool_available, tools_available, write_random_file, CurlOptions, FtpBackend, LftpOptions,
-    Proftpd, PyClientOptions, PyFtpd, PyFtpdOptions, Vsftpd,
+    Proftpd, PyClientOptions, PyFtpd, PyFtpdOptions, ReservedPort, Vsftpd,
 };
 
 /// Uploads and downloads through `backend` with every client, in passive
@@ -25,6 +28,12 @@ fn roundtrip(backend: &dyn FtpBackend) {
     let addr = backend.addr();
     let (user, pass) = (backend.user(), backend.pass());
     let local = tempfile::tempdir().unwrap();
+    // The readiness probe (a greeting, no command) leaves the log empty.
+    assert_eq!(
+        backend.commands(),
+        Vec::<String>::new(),
+        "{name}: probe logged"
+    );
 
     // curl upload, EPSV.
     let up = local.path().join("up.bin");
@@ -281,4 +290,98 @@ fn random_files_are_deterministic_and_fast() {
     assert_eq!(write_random_file(&b, 64 * 1024 * 1024), sha);
     assert_ne!(write_random_file(&b, 1000), write_random_file(&a, 1001));
     assert_eq!(write_random_file(&b, 0), tools::sha256_bytes(b""));
+}
+
+#[test]
+fn servers_serve_at_once_log_exactly_and_close_their_port_on_drop() {
+    if !tools_available(&["python3", "vsftpd", "proftpd"]) {
+        return;
+    }
+    let backends: Vec<Box<dyn FtpBackend>> = vec![
+        Box::new(PyFtpd::start()),
+        Box::new(Vsftpd::start()),
+        Box::new(Proftpd::start()),
+    ];
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr()).collect();
+    for b in &backends {
+        raw_pasv(b.as_ref());
+        // vsftpd and pyftpdlib log a command before answering it, so it is
+        // there at once; ProFTPD logs after the reply, so wait for its QUIT.
+        assert!(
+            b.wait_for_command("QUIT"),
+            "{}: {}",
+            b.name(),
+            b.commands_seen()
+        );
+        assert!(
+            b.saw("USER") && b.saw("PASV"),
+            "{}: {:?}",
+            b.name(),
+            b.commands()
+        );
+    }
+    drop(backends);
+    for addr in addrs {
+        assert!(TcpStream::connect(addr).is_err(), "{addr} still served");
+    }
+}
+
+#[test]
+fn a_daemon_that_cannot_start_fails_fast_with_its_complaint() {
+    if !tools_available(&["vsftpd", "proftpd"]) {
+        return;
+    }
+    let start = Instant::now();
+    // vsftpd complains on the control connection, ProFTPD on stderr.
+    let err = Vsftpd::try_start(&"no_such_option=YES".to_owned())
+        .err()
+        .expect("vsftpd started with a bad config");
+    assert!(err.to_string().contains("no_such_option"), "{err}");
+    let err = Proftpd::try_start(&"NoSuchDirective on".to_owned())
+        .err()
+        .expect("proftpd started with a bad config");
+    assert!(err.to_string().contains("NoSuchDirective"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn command_log_reads_exactly_and_wakes_waiters() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = CommandLog::create(&dir.path().join("log.fifo")).unwrap();
+    let open = || OpenOptions::new().append(true).open(log.path()).unwrap();
+    assert_eq!(log.text(), "");
+    // Written before `text` is called, so `text` has it (the barrier).
+    let mut session = open();
+    writeln!(session, "USER alice").unwrap();
+    assert_eq!(log.text(), "USER alice\n");
+    // A writer that goes away (an inetd session ending) does not end the log.
+    drop(session);
+    let mut session = open();
+    let writer = std::thread::spawn(move || writeln!(session, "QUIT").unwrap());
+    assert!(log.wait_for(|t| t.contains("QUIT"), Duration::from_secs(10)));
+    writer.join().unwrap();
+    let start = Instant::now();
+    assert!(!log.wait_for(|t| t.contains("NEVER"), Duration::from_millis(200)));
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert_eq!(log.text(), "USER alice\nQUIT\n");
+}
+
+#[test]
+fn reserved_port_is_free_for_reuseaddr_listeners_only() {
+    let reserved = ReservedPort::new();
+    let addr: SocketAddr = (Ipv4Addr::LOCALHOST, reserved.port()).into();
+    // A bind without SO_REUSEADDR (and so any ephemeral allocation) is refused...
+    let plain = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    assert!(plain.bind(&addr.into()).is_err(), "{addr} not reserved");
+    // ...while a SO_REUSEADDR listener, as ftpsgate's passive ones, can use
+    // it, again and again.
+    for _ in 0..2 {
+        let listener = TcpListener::bind(addr).unwrap();
+        let _client = TcpStream::connect(addr).unwrap();
+        listener.accept().unwrap();
+    }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """tests/support/ftps_client.py — owns the CPython ftplib FTPS client used by
-the interop tests (run by `py_client` in tests/support/tools.rs).
+the interop tests (run by `py_client` in tests/support/tools/ftplib.rs).
 
 Usage:
   ftps_client.py [options] list [--cmd LIST|NLST|MLSD] [PATH]

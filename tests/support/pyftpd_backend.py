@@ -1,21 +1,25 @@
 #!/usr/bin/env python3
 """tests/support/pyftpd_backend.py — owns the pyftpdlib plaintext FTP backend
-used by the interop tests (started by `PyFtpd` in tests/support/tools.rs).
+used by the interop tests (started by `PyFtpd`, tests/support/tools/pyftpd.rs).
 
-A plain (no TLS) pyftpdlib FTPServer on 127.0.0.1, one user with full
-read/write access to one directory. It prints the bound port on stdout as
-its first line, then serves until killed.
+A plain (no TLS) pyftpdlib FTPServer, one user with full read/write access
+to one directory. With --listen-stdin it accepts on the listening socket it
+was given as stdin (the test harness binds 127.0.0.1:0 itself, so the port
+is known before this starts); otherwise it binds 127.0.0.1:--port and
+prints the bound port on stdout. It serves until killed.
 
 Every command line the server receives is appended, verbatim (PASS
-included), one per line, to the command log given with --log, and flushed
-before the command is processed: once a client has seen a reply, the
-command that caused it is in the log.
+included), one per line, to the command log given with --log (a file or a
+FIFO), and flushed before the command is processed: once a client has seen
+a reply, the command that caused it is in the log.
 
 Options:
   --root DIR           FTP root (required)
   --log FILE           command log (required)
   --user/--password    credentials (default alice/secret)
-  --port N             listening port (default 0: the OS picks)
+  --listen-stdin       accept on the listening socket that is stdin (fd 0)
+  --port N             otherwise: listening port on 127.0.0.1 (default 0:
+                       the OS picks; the port is printed)
   --disable CMD        answer CMD with "500 not understood" and leave it out
                        of FEAT (repeatable; e.g. --disable EPSV makes
                        clients fall back to PASV)
@@ -27,6 +31,8 @@ Options:
 
 import argparse
 import logging
+import os
+import socket
 import sys
 
 from pyftpdlib.authorizers import DummyAuthorizer
@@ -40,6 +46,7 @@ def main():
     parser.add_argument("--log", required=True)
     parser.add_argument("--user", default="alice")
     parser.add_argument("--password", default="secret")
+    parser.add_argument("--listen-stdin", action="store_true")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--disable", action="append", default=[])
     parser.add_argument("--masquerade", default=None)
@@ -69,11 +76,19 @@ def main():
     # keep pyftpdlib's default refusal of foreign PORT addresses.
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    server = FTPServer(("127.0.0.1", args.port), Handler)
+    if args.listen_stdin:
+        # pyftpdlib asserts that a channel's fd is non-zero: move the socket
+        # off fd 0, and keep fd 0 taken so no accepted connection lands there.
+        listener = socket.socket(fileno=os.dup(0))
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        server = FTPServer(listener, Handler)
+    else:
+        server = FTPServer(("127.0.0.1", args.port), Handler)
+        sys.stdout.write(f"{server.socket.getsockname()[1]}\n")
+        sys.stdout.flush()
     server.max_cons = 256
-    port = server.socket.getsockname()[1]
-    sys.stdout.write(f"{port}\n")
-    sys.stdout.flush()
     server.serve_forever(handle_exit=True)
 
 
