@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # .ci/install-deps.sh — owns the installation of the real FTP clients and
-# servers used by the interop tests (tests/support/tools.rs).
+# servers used by the interop tests (tests/support/tools/).
 #
 # Run as root on a Debian 12 machine that reaches only the package
 # registries. Idempotent: a second run re-checks everything and changes
