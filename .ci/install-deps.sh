@@ -7,7 +7,7 @@
 # nothing that is already in place.
 #
 # Installs:
-#   * curl, lftp, openssl (Debian packages)
+#   * curl, lftp, rclone, openssl (Debian packages)
 #   * pyftpdlib (PyPI, for the `python3` on PATH)
 #   * vsftpd and proftpd binaries, side by side under $FTPSGATE_TOOLS
 #     (default /opt/ftpsgate-tools). Debian's FTP daemon packages conflict
@@ -55,7 +55,7 @@ LIBS=(libc6 libcap2 libpam0g libpam-modules libpam-runtime libssl3 libwrap0
       libmemcachedutil2 libncursesw6 libpcre2-8-0 libpcre2-posix3 libtinfo6
       zlib1g)
 log "apt-get install clients and daemon libraries"
-apt-get "${APT_OPTS[@]}" install curl lftp openssl ca-certificates passwd \
+apt-get "${APT_OPTS[@]}" install curl lftp rclone openssl ca-certificates passwd \
     "${LIBS[@]}" >/dev/null
 
 # --- Python ------------------------------------------------------------------
@@ -125,6 +125,7 @@ export LD_LIBRARY_PATH="$TOOLS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 log "installed:"
 printf '  curl:      %s\n' "$(curl --version | head -n1)"
 printf '  lftp:      %s\n' "$(lftp --version | head -n1)"
+printf '  rclone:    %s\n' "$(rclone version | head -n1)"
 printf '  python3:   %s (%s)\n' "$(python3 --version 2>&1)" "$(command -v python3)"
 printf '  pyftpdlib: %s\n' "$(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)')"
 # `vsftpd -v` prints its version on stdin's descriptor (fd 0), then exits 0.

@@ -19,7 +19,7 @@ use super::{DataError, DATA_CONNECT_TIMEOUT, DATA_HANDSHAKE_TIMEOUT};
 use crate::events::TlsDetails;
 use crate::session::Prot;
 use crate::stream::{MaybeTls, Tcp};
-use crate::tls::reuse::{self, Binding};
+use crate::tls::reuse::{self, Binding, Token};
 
 /// Connects to `to` from `from_ip` (port chosen by the OS), within the data connect timeout.
 pub async fn connect_from(from_ip: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
@@ -59,8 +59,8 @@ pub struct ClientLeg {
     pub stream: MaybeTls,
     /// What TLS negotiated, when PROT P.
     pub tls: Option<TlsDetails>,
-    /// The TLS handshake resumed a session the control session's binding accepts.
-    pub bound: bool,
+    /// The binding token of the session the handshake resumed, if any.
+    pub resumed_from: Option<Token>,
     /// The client certificate (leaf, DER) the data handshake presented.
     pub client_cert: Option<Vec<u8>>,
 }
@@ -81,7 +81,7 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
         return Ok(ClientLeg {
             stream: MaybeTls::Plain(tcp),
             tls: None,
-            bound: false,
+            resumed_from: None,
             client_cert: None,
         });
     }
@@ -107,18 +107,18 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
     stream.get_mut().0.handshaking = false;
     let conn = stream.get_ref().1;
     let details = crate::tls::details(conn);
-    let bound = reuse::resumed_bound(conn, seen.as_deref(), &tls.binding);
+    let resumed_from = reuse::resumed_token(conn, seen.as_deref());
     let client_cert = crate::tls::client_cert(conn);
     debug!(
         resumed = details.resumed,
-        bound,
+        resumed_from = resumed_from.is_some(),
         version = details.version,
         "data TLS established"
     );
     Ok(ClientLeg {
         stream: MaybeTls::Tls(Box::new(stream)),
         tls: Some(details),
-        bound,
+        resumed_from,
         client_cert,
     })
 }

@@ -219,7 +219,12 @@ async fn run(
     };
     // ABOR (or the session ending) while waiting for the client's connection.
     let leg = tokio::select! {
-        leg = client_leg(client, &plan) => leg.and_then(|leg| check_leg(leg, &plan)),
+        leg = async {
+            match client_leg(client, &plan).await {
+                Ok(leg) => check_leg(leg, &plan).await,
+                Err(e) => Err(e),
+            }
+        } => leg,
         _ = cancel.cancelled() => Err(DataError::Aborted),
     };
     // A connected backend leg is handed back unclosed on failure: a clean
@@ -257,18 +262,32 @@ async fn client_leg(client: ClientData, plan: &Plan) -> Result<ClientLeg, DataEr
     }
 }
 
+/// How long a data connection waits for the sibling control session whose
+/// TLS session it resumed to finish logging in (parallel control connections
+/// of one client log in at the same moment; see `tls::reuse`).
+const SIBLING_LOGIN_WAIT: Duration = Duration::from_secs(2);
+
 /// The client leg must match the PROT level and, when protected, the
 /// control session: its reuse binding when required, and its client
 /// certificate (PROTOCOL.md §5.3, §10.2, §15).
-fn check_leg(leg: ClientLeg, plan: &Plan) -> Result<ClientLeg, DataError> {
+async fn check_leg(leg: ClientLeg, plan: &Plan) -> Result<ClientLeg, DataError> {
     if leg.tls.is_some() != plan.protect {
         return Err(DataError::ProtMismatch);
     }
     if !plan.protect && !plan.peer_unchecked {
         return Ok(leg);
     }
+    let bound = match leg.resumed_from {
+        Some(token) => {
+            plan.tls
+                .binding
+                .accepts_within(token, SIBLING_LOGIN_WAIT)
+                .await
+        }
+        None => false,
+    };
     let require = plan.require_reuse || plan.peer_unchecked;
-    let refusal = policy::data_session(require, leg.bound).or_else(|| {
+    let refusal = policy::data_session(require, bound).or_else(|| {
         policy::data_client_cert(plan.control_cert.as_deref(), leg.client_cert.as_deref())
     });
     match refusal {

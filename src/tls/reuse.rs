@@ -79,6 +79,18 @@ struct Minter {
 #[derive(Debug, Default)]
 pub struct Bindings {
     live: Mutex<HashMap<Token, Minter>>,
+    /// Signalled on every login, for checks waiting on a sibling.
+    logins: tokio::sync::Notify,
+}
+
+/// What a binding says about a session minted under another token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    Refuse,
+    /// A sibling from the same address that has not logged in yet (parallel
+    /// control connections log in at the same moment).
+    Pending,
 }
 
 impl Bindings {
@@ -136,21 +148,49 @@ impl Binding {
                 m.user = Some(user.to_string());
             }
         });
+        self.bindings.logins.notify_waiters();
     }
 
     /// True when a session minted under `other` may carry this session's
     /// data: it is this session's, or a live sibling's of the same logged-in
     /// user from the same client address.
     pub fn accepts(&self, other: Token) -> bool {
+        self.verdict(other) == Verdict::Accept
+    }
+
+    /// As [`Binding::accepts`], but a sibling from the same address that is
+    /// still logging in gets up to `limit` to finish.
+    pub async fn accepts_within(&self, other: Token, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let login = self.bindings.logins.notified();
+            tokio::pin!(login);
+            login.as_mut().enable();
+            match self.verdict(other) {
+                Verdict::Accept => return true,
+                Verdict::Refuse => return false,
+                Verdict::Pending => {}
+            }
+            if tokio::time::timeout_at(deadline, login).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    fn verdict(&self, other: Token) -> Verdict {
         if other == self.token {
-            return true;
+            return Verdict::Accept;
         }
         self.bindings
             .with(|live| match (live.get(&self.token), live.get(&other)) {
-                (Some(me), Some(them)) => {
-                    me.client == them.client && me.user.is_some() && me.user == them.user
+                (Some(me), Some(them)) if me.client == them.client && me.user.is_some() => {
+                    match &them.user {
+                        None => Verdict::Pending,
+                        Some(u) if Some(u) == me.user.as_ref() => Verdict::Accept,
+                        Some(_) => Verdict::Refuse,
+                    }
                 }
-                _ => false,
+                _ => Verdict::Refuse,
             })
     }
 }
@@ -193,17 +233,16 @@ impl Stores {
     }
 }
 
-/// True when a completed data handshake resumed a session `binding` accepts.
-/// `observed` is what [`observe`] saw.
-pub fn resumed_bound(conn: &ServerConnection, observed: Option<&[u8]>, binding: &Binding) -> bool {
+/// The token of the session a completed data handshake resumed, if it
+/// resumed one that carries a token. `observed` is what [`observe`] saw.
+pub fn resumed_token(conn: &ServerConnection, observed: Option<&[u8]>) -> Option<Token> {
     if !matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed)) {
-        return false;
+        return None;
     }
     // TLS 1.3 reports the resumed session's data; TLS 1.2 only the state handed out.
-    let state = conn.received_resumption_data().or(observed);
-    state
+    conn.received_resumption_data()
+        .or(observed)
         .and_then(Token::find_in)
-        .is_some_and(|t| binding.accepts(t))
 }
 
 /// The data handshake being polled on this thread, if any.
@@ -349,6 +388,7 @@ mod tests {
         assert!(me.accepts(me.token()));
         assert!(!me.accepts(sibling.token()), "nobody logged in yet");
         me.logged_in("alice");
+        assert_eq!(me.verdict(sibling.token()), Verdict::Pending);
         sibling.logged_in("alice");
         other_user.logged_in("bob");
         other_host.logged_in("alice");
@@ -362,5 +402,30 @@ mod tests {
             "an ended session's tokens are no longer accepted"
         );
         assert_eq!(bindings.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_sibling_still_logging_in_gets_a_moment() {
+        let bindings = Bindings::new();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let me = bindings.register(ip);
+        let sibling = Arc::new(bindings.register(ip));
+        me.logged_in("alice");
+        let token = sibling.token();
+        let s = sibling.clone();
+        let login = tokio::spawn(async move { s.logged_in("alice") });
+        assert!(
+            me.accepts_within(token, std::time::Duration::from_secs(5))
+                .await
+        );
+        login.await.unwrap();
+        let stranger = bindings.register(ip);
+        let t = stranger.token();
+        let started = std::time::Instant::now();
+        assert!(
+            !me.accepts_within(t, std::time::Duration::from_millis(200))
+                .await
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(200));
     }
 }

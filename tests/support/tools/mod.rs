@@ -9,8 +9,8 @@
 //!   test can block until a command arrives;
 //! * [`pyftpd`], [`vsftpd`], [`proftpd`]: what differs per daemon (command
 //!   line, config, log format) — [`PyFtpd`], [`Vsftpd`], [`Proftpd`];
-//! * [`curl`], [`lftp`], [`ftplib`]: the real clients, run as subprocesses
-//!   with a hard timeout;
+//! * [`curl`], [`lftp`], [`ftplib`], [`rclone`]: the real clients, run as
+//!   subprocesses with a hard timeout;
 //! * [`process`]: [`run_with_timeout`], [`ClientOutput`], process-group
 //!   kills and [`ReservedPort`];
 //! * [`files`]: [`sha256_file`], [`write_random_file`] and friends.
@@ -40,6 +40,7 @@ pub mod lftp;
 pub mod process;
 pub mod proftpd;
 pub mod pyftpd;
+pub mod rclone;
 pub mod server;
 pub mod vsftpd;
 
@@ -56,6 +57,7 @@ pub use self::lftp::{lftp_run, LftpOptions};
 pub use self::process::{run_with_timeout, ClientOutput, ReservedPort};
 pub use self::proftpd::Proftpd;
 pub use self::pyftpd::{PyFtpd, PyFtpdOptions};
+pub use self::rclone::rclone_copy;
 pub use self::server::{verb_counts, FtpBackend, FtpServer};
 pub use self::vsftpd::{Vsftpd, VSFTPD_PAM_SERVICE, VSFTPD_USER};
 
@@ -134,6 +136,7 @@ pub fn tool_available(name: &str) -> bool {
     let problem = match name {
         "curl" => check_runs(Command::new("curl").arg("--version")),
         "lftp" => check_runs(Command::new("lftp").arg("--version")),
+        "rclone" => check_runs(Command::new("rclone").arg("version")),
         "python3" | "pyftpdlib" => check_runs(
             Command::new(python())
                 .arg("-c")
