@@ -91,3 +91,28 @@ fn a_10_kib_line_gets_500_and_the_next_command_its_answer() {
         assert_eq!(c.cmd("NOOP").code, 200, "{}", b.name());
     }
 }
+
+/// After a refused upload the backend's abort is quick too: the next command
+/// is answered promptly on every backend (pyftpdlib answers ABOR with a
+/// lone 225 when no byte had arrived).
+#[test]
+fn the_next_command_after_a_refused_upload_is_answered_promptly() {
+    for b in backends() {
+        let proxy = Proxy::spawn(b.addr(), |s| s.require_session_reuse = true);
+        let (mut c, _) = Client::connect(proxy.addr);
+        c.login_secure(b.user(), b.pass());
+        let addr = c.epsv();
+        c.send_raw(b"STOR s.bin\r\n");
+        drop(c.data_tls_with(addr, client_config()));
+        assert_eq!(c.read().code / 100, 1);
+        assert_eq!(c.read().code, 522);
+        let asked = Instant::now();
+        assert_eq!(c.cmd("NOOP").code, 200, "{}", b.name());
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{}: NOOP answered after {:?}",
+            b.name(),
+            asked.elapsed()
+        );
+    }
+}

@@ -323,8 +323,9 @@ impl Driver<'_> {
     /// does not notice ABOR while it reads (vsftpd without `async_abor_enable`)
     /// gets the reset after [`ABORT_NOTICE_TIMEOUT`]. ABOR is preceded by Telnet
     /// IP and Synch (IAC as urgent data, then DM), as RFC 959 §4.1.3 and
-    /// mod_proxy do. The backend owes two replies: the transfer's final one
-    /// (426/451, or 226 if it had just finished) and ABOR's (225/226).
+    /// mod_proxy do. The backend owes two replies, the transfer's final one
+    /// (426/451, or 226 if it had just finished) and ABOR's (225/226), or
+    /// only a 225 when its transfer had not started (pyftpdlib).
     async fn abort_backend(
         &mut self,
         leg: Option<TcpStream>,
@@ -349,13 +350,18 @@ impl Driver<'_> {
             }
             (false, Err(_)) => backend.reply_within(ABORT_REPLY_TIMEOUT).await?,
         };
-        match backend.reply_within(ABORT_REPLY_TIMEOUT).await {
-            Ok(second) => debug!(
-                transfer = first.code,
-                abor = second.code,
-                "backend aborted the transfer"
-            ),
-            Err(e) => debug!(transfer = first.code, error = %e, "no second reply after ABOR"),
+        // 225 ("no transfer in progress") answers ABOR alone: nothing follows.
+        if first.code != 225 {
+            match backend.reply_within(ABORT_REPLY_TIMEOUT).await {
+                Ok(second) => debug!(
+                    transfer = first.code,
+                    abor = second.code,
+                    "backend aborted the transfer"
+                ),
+                Err(e) => {
+                    debug!(transfer = first.code, error = %e, "no second reply after ABOR")
+                }
+            }
         }
         reset(leg);
         Ok(())
