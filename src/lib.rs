@@ -44,5 +44,5 @@ pub mod stream;
 pub mod tls;
 
 pub use config::Settings;
-pub use listener::Server;
+pub use listener::{Server, Status};
 pub use session::Mode;

@@ -37,8 +37,37 @@ struct Shared {
     pool: Arc<PortPool>,
     events: Events,
     sessions: Arc<Semaphore>,
+    max_sessions: usize,
     bindings: Arc<Bindings>,
     next_id: AtomicU64,
+}
+
+/// A read-only view of a running proxy, for health checks, metrics and tests.
+#[derive(Clone)]
+pub struct Status {
+    shared: Arc<Shared>,
+}
+
+impl Status {
+    /// Client sessions running now.
+    pub fn sessions_open(&self) -> usize {
+        self.shared.max_sessions - self.shared.sessions.available_permits()
+    }
+
+    /// Passive data listeners open now.
+    pub fn passive_ports_in_use(&self) -> usize {
+        self.shared.pool.in_use()
+    }
+
+    /// Ports of the passive range not in use (`None` without a range).
+    pub fn passive_ports_free(&self) -> Option<usize> {
+        self.shared.pool.free()
+    }
+
+    /// Control sessions registered for TLS session binding.
+    pub fn bindings(&self) -> usize {
+        self.shared.bindings.len()
+    }
 }
 
 /// A bound, not yet running proxy.
@@ -76,6 +105,7 @@ impl Server {
         let shared = Arc::new(Shared {
             pool: PortPool::new(settings.passive_ports),
             sessions: Arc::new(Semaphore::new(settings.max_sessions)),
+            max_sessions: settings.max_sessions,
             events,
             live: LiveState::new(Live {
                 settings,
@@ -94,6 +124,13 @@ impl Server {
             .iter()
             .filter_map(|(m, l)| l.local_addr().ok().map(|a| (*m, a)))
             .collect()
+    }
+
+    /// A view of the running proxy's state.
+    pub fn status(&self) -> Status {
+        Status {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The certificate's SHA-256 fingerprint.

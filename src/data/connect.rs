@@ -129,14 +129,14 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
 #[derive(Debug)]
 pub struct PassiveAccept {
     handle: JoinHandle<Result<ClientLeg, DataError>>,
-    _lease: Option<PortLease>,
+    _lease: PortLease,
 }
 
 impl PassiveAccept {
     /// Starts accepting on `listener` for `peer` (any peer when `None`).
     pub fn spawn(
         listener: TcpListener,
-        lease: Option<PortLease>,
+        lease: PortLease,
         peer: Option<IpAddr>,
         prot: watch::Receiver<Prot>,
         tls: DataTls,

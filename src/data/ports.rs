@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
@@ -18,20 +19,25 @@ use crate::config::PortRange;
 pub struct PortPool {
     range: Option<PortRange>,
     used: Mutex<HashSet<u16>>,
+    /// Passive listeners alive now (with or without a range).
+    leased: AtomicUsize,
 }
 
-/// A port taken from the pool; it goes back when this is dropped.
+/// A passive port in use; it goes back to the pool when this is dropped.
 #[derive(Debug)]
 pub struct PortLease {
     pool: Arc<PortPool>,
-    port: u16,
+    /// The port, when it came from the configured range.
+    port: Option<u16>,
 }
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        // The lock only guards a HashSet insert/remove; poisoning would need a panic inside it.
-        if let Ok(mut used) = self.pool.used.lock() {
-            used.remove(&self.port);
+        self.pool.leased.fetch_sub(1, Ordering::Relaxed);
+        if let Some(port) = self.port {
+            // The lock only guards a HashSet insert/remove; a poisoned set is still consistent.
+            let mut used = self.pool.used.lock().unwrap_or_else(|p| p.into_inner());
+            used.remove(&port);
         }
     }
 }
@@ -42,34 +48,50 @@ impl PortPool {
         Arc::new(PortPool {
             range,
             used: Mutex::new(HashSet::new()),
+            leased: AtomicUsize::new(0),
         })
+    }
+
+    /// Passive listeners alive now.
+    pub fn in_use(&self) -> usize {
+        self.leased.load(Ordering::Relaxed)
+    }
+
+    /// Ports of the configured range not in use (`None` without a range).
+    pub fn free(&self) -> Option<usize> {
+        let range = self.range?;
+        let span = usize::from(range.high - range.low) + 1;
+        Some(span.saturating_sub(self.in_use()))
+    }
+
+    fn lease(self: &Arc<Self>, port: Option<u16>) -> PortLease {
+        self.leased.fetch_add(1, Ordering::Relaxed);
+        PortLease {
+            pool: self.clone(),
+            port,
+        }
     }
 
     /// Binds a listener on `ip` at a free port from the pool, starting at a random port.
     /// Fails with `AddrInUse` when the range is exhausted.
-    pub fn bind(self: &Arc<Self>, ip: IpAddr) -> io::Result<(TcpListener, Option<PortLease>)> {
+    pub fn bind(self: &Arc<Self>, ip: IpAddr) -> io::Result<(TcpListener, PortLease)> {
         let Some(range) = self.range else {
-            return Ok((listen_on(SocketAddr::new(ip, 0), 8)?, None));
+            let listener = listen_on(SocketAddr::new(ip, 0), 8)?;
+            return Ok((listener, self.lease(None)));
         };
         let span = u32::from(range.high - range.low) + 1;
         let start = rand::thread_rng().gen_range(0..span);
         for i in 0..span {
             let port = range.low + ((start + i) % span) as u16;
             {
-                let mut used = self
-                    .used
-                    .lock()
-                    .map_err(|_| io::Error::other("port pool lock poisoned"))?;
+                let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
                 if !used.insert(port) {
                     continue;
                 }
             }
-            let lease = PortLease {
-                pool: self.clone(),
-                port,
-            };
+            let lease = self.lease(Some(port));
             match listen_on(SocketAddr::new(ip, port), 8) {
-                Ok(l) => return Ok((l, Some(lease))),
+                Ok(l) => return Ok((l, lease)),
                 Err(e) => debug!(port, error = %e, "passive port busy"),
             }
         }

@@ -15,7 +15,7 @@ use ftpsgate::events::{
     Ended, EventSink, Events, SessionEvent, SessionInfo, TracingSink, TransferRecord,
 };
 use ftpsgate::session::Refusal;
-use ftpsgate::{Mode, Server};
+use ftpsgate::{Mode, Server, Status};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
@@ -29,6 +29,9 @@ pub struct Proxy {
     pub implicit: Option<SocketAddr>,
     /// Every session event the proxy emitted.
     pub events: Arc<Recorder>,
+    /// The proxy's own view of its sessions and ports.
+    pub status: Status,
+    runtime: tokio::runtime::Handle,
     stop: CancellationToken,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -150,11 +153,13 @@ impl Proxy {
                 let server = Server::bind_with(settings, sinks)
                     .await
                     .expect("bind proxy");
-                tx.send(server.local_addrs()).unwrap();
+                let handle = tokio::runtime::Handle::current();
+                tx.send((server.local_addrs(), server.status(), handle))
+                    .unwrap();
                 server.run(stop2).await;
             });
         });
-        let addrs = rx.recv().expect("proxy started");
+        let (addrs, status, runtime) = rx.recv().expect("proxy started");
         let addr = addrs
             .iter()
             .find(|(m, _)| *m == Mode::Explicit)
@@ -167,9 +172,18 @@ impl Proxy {
             addr: addr.or(implicit).unwrap(),
             implicit,
             events,
+            status,
+            runtime,
             stop,
             thread: Some(thread),
         }
+    }
+}
+
+impl Proxy {
+    /// Tasks alive on the proxy's runtime (listeners, sessions, transfers).
+    pub fn alive_tasks(&self) -> usize {
+        self.runtime.metrics().num_alive_tasks()
     }
 }
 
