@@ -8,7 +8,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::values::{BackendAddr, BackendData, Ccc, PortRange, Requirement, UploadEof};
+use crate::config::values::{
+    BackendAddr, BackendConnect, BackendData, Bytes, Ccc, LogFormat, PortRange, Requirement, Reuse,
+    TransferLogFormat, UploadEof,
+};
 
 /// ftpsgate: an FTPS edge in front of a plaintext FTP server.
 #[derive(Debug, Parser)]
@@ -86,10 +89,10 @@ pub struct ServeArgs {
     /// How ftpsgate opens data connections to the backend.
     #[arg(long, value_enum)]
     pub backend_data: Option<BackendData>,
-    /// Data-connection TLS must resume the control connection's session
-    /// (`--require-session-reuse=false` turns a YAML `true` off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub require_session_reuse: Option<bool>,
+    /// Data-connection TLS must resume the control connection's session:
+    /// true, false (turns a YAML `true` off) or audit.
+    #[arg(long, value_name = "true|false|audit", num_args = 0..=1, default_missing_value = "true")]
+    pub require_session_reuse: Option<Reuse>,
     /// Verify client certificates against this CA bundle (PEM).
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
@@ -99,6 +102,12 @@ pub struct ServeArgs {
     /// strict: an upload ending without TLS close_notify is aborted (426); lenient: accepted.
     #[arg(long, value_enum)]
     pub upload_eof: Option<UploadEof>,
+    /// When the backend connection is opened: on-accept or after-tls.
+    #[arg(long, value_enum)]
+    pub backend_connect: Option<BackendConnect>,
+    /// Seconds the control TLS handshake may take.
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<u64>,
     /// Seconds a control connection may stay idle before 421.
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
@@ -111,4 +120,46 @@ pub struct ServeArgs {
     /// Most concurrent client sessions.
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,
+    /// Most concurrent sessions from one client address (0: no limit).
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_ip: Option<usize>,
+    /// Failed logins within --ban-window that ban an address (0: never).
+    #[arg(long, value_name = "N")]
+    pub ban_failures: Option<u32>,
+    /// Seconds failed logins are counted over.
+    #[arg(long, value_name = "SECS")]
+    pub ban_window: Option<u64>,
+    /// Seconds a banned address is refused with 421.
+    #[arg(long, value_name = "SECS")]
+    pub ban_duration: Option<u64>,
+    /// Longest client command line (bytes, CRLF included).
+    #[arg(long, value_name = "SIZE")]
+    pub max_command_line: Option<Bytes>,
+    /// Largest backend reply accepted (bytes).
+    #[arg(long, value_name = "SIZE")]
+    pub max_reply: Option<Bytes>,
+    /// Bandwidth cap per session, bytes per second (e.g. 10M).
+    #[arg(long, value_name = "SIZE")]
+    pub rate_session: Option<Bytes>,
+    /// Bandwidth cap for all transfers together, bytes per second.
+    #[arg(long, value_name = "SIZE")]
+    pub rate_total: Option<Bytes>,
+    /// Largest upload (e.g. 2G); a larger one is aborted with 552.
+    #[arg(long, value_name = "SIZE")]
+    pub max_upload: Option<Bytes>,
+    /// ftpsgate's own log: text or json.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Transfer log file (`-`: stdout); reopened on SIGHUP and SIGUSR1.
+    #[arg(long, value_name = "FILE")]
+    pub transfer_log: Option<PathBuf>,
+    /// Transfer log format: json or xferlog.
+    #[arg(long, value_enum)]
+    pub transfer_log_format: Option<TransferLogFormat>,
+    /// Serve Prometheus metrics, /healthz and /readyz on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Seconds sessions get to finish after SIGTERM (a second signal ends at once).
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_grace: Option<u64>,
 }

@@ -36,6 +36,22 @@ pub enum SessionEvent {
     Opened,
     /// The control connection's TLS handshake completed.
     TlsEstablished(TlsDetails),
+    /// The listener turned the connection away before a session started
+    /// (421 at connect): `max_sessions`, `max_sessions_per_ip` or a ban.
+    Rejected {
+        /// `max_sessions`, `max_sessions_per_ip` or `banned`.
+        reason: &'static str,
+    },
+    /// This session's failed login got its address banned until `until`.
+    Banned {
+        /// When the ban ends.
+        until: SystemTime,
+    },
+    /// The backend could not be reached (the client got 421).
+    BackendUnreachable {
+        /// Why.
+        error: String,
+    },
     /// The backend answered the connect.
     BackendConnected {
         /// The backend's address.
@@ -52,6 +68,8 @@ pub enum SessionEvent {
     },
     /// The edge policy refused a request.
     PolicyRefused(Refusal),
+    /// Audit mode let a request through that enforcing would have refused.
+    PolicyAudited(Refusal),
     /// A transfer attempt ended, however it ended.
     TransferFinished(TransferRecord),
     /// The session ended.
@@ -203,6 +221,14 @@ impl EventSink for TracingSink {
                 client_cert = t.client_cert.as_deref().unwrap_or("none"),
                 "control TLS established"
             ),
+            SessionEvent::Rejected { reason } => info!(reason, "refused at connect (421)"),
+            SessionEvent::Banned { until } => warn!(
+                until = %humantime_utc(*until),
+                "address banned after repeated login failures"
+            ),
+            SessionEvent::BackendUnreachable { error } => {
+                warn!(error = %error, "backend unreachable")
+            }
             SessionEvent::BackendConnected { backend, elapsed } => {
                 info!(%backend, ms = elapsed.as_millis() as u64, "backend connected")
             }
@@ -223,10 +249,44 @@ impl EventSink for TracingSink {
                     "refused by policy"
                 )
             }
+            SessionEvent::PolicyAudited(r) => warn!(
+                user = session.user.as_deref().unwrap_or(""),
+                reason = r.reason(),
+                code = r.reply().code,
+                "would refuse (audit mode)"
+            ),
             SessionEvent::TransferFinished(r) => transfer_line(r),
             SessionEvent::Closed { error, duration } => closed_line(error, *duration),
         }
     }
+}
+
+/// `2026-11-30T21:49:27Z`, for log lines.
+pub fn humantime_utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn transfer_line(r: &TransferRecord) {
@@ -256,5 +316,18 @@ fn closed_line(error: &Option<Ended>, duration: Duration) {
         None => debug!(secs, "session closed"),
         Some(e) if e.routine => info!(secs, side = ?e.side, error = %e.message, "session ended"),
         Some(e) => warn!(secs, side = ?e.side, error = %e.message, "session ended"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_timestamps() {
+        assert_eq!(humantime_utc(std::time::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_796_075_367);
+        assert_eq!(humantime_utc(t), "2026-11-30T21:49:27Z");
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

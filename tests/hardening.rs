@@ -28,7 +28,9 @@ fn pyftpd() -> Option<PyFtpd> {
 fn a_refused_data_connection_mints_no_session_that_passes_the_reuse_check() {
     let Some(b) = pyftpd() else { return };
     b.write_file("s.bin", b"secret");
-    let proxy = Proxy::spawn(b.addr, |s| s.require_session_reuse = true);
+    let proxy = Proxy::spawn(b.addr, |s| {
+        s.require_session_reuse = ftpsgate::config::Reuse::Required
+    });
     let (mut c, _) = Client::connect(proxy.addr);
     c.login_secure(&b.user, &b.pass); // control on TLS 1.3
     let intruder = client_config_with(Arc::new(CountingStore::default()), true);

@@ -95,7 +95,13 @@ fn resumption(tls12_only: bool, require: bool) {
         false => return,
     };
     b.write_file("r.bin", b"resume me");
-    let proxy = Proxy::spawn(b.addr, |s| s.require_session_reuse = require);
+    let proxy = Proxy::spawn(b.addr, |s| {
+        s.require_session_reuse = if require {
+            ftpsgate::config::Reuse::Required
+        } else {
+            ftpsgate::config::Reuse::Off
+        }
+    });
     let store = Arc::new(CountingStore::default());
     let (mut c, _) = Client::connect(proxy.addr);
     c.tls = client_config_with(store.clone(), tls12_only);
@@ -157,7 +163,9 @@ fn curl_reuses_the_session_on_every_data_connection() {
     }
     let b = PyFtpd::start();
     b.write_file("a.bin", b"a");
-    let proxy = Proxy::spawn(b.addr, |s| s.require_session_reuse = true);
+    let proxy = Proxy::spawn(b.addr, |s| {
+        s.require_session_reuse = ftpsgate::config::Reuse::Required
+    });
     let dir = tempfile::tempdir().unwrap();
     for tls12 in [false, true] {
         let mut opts = CurlOptions::explicit().login(&b.user, &b.pass);
@@ -365,7 +373,9 @@ fn require_session_reuse_with_cpython_ftplib() {
     let b = PyFtpd::start();
     // Large enough that the backend is still sending when the data connection is refused.
     b.write_file("r.bin", &random_bytes(32 * 1024 * 1024, 13));
-    let proxy = Proxy::spawn(b.addr, |s| s.require_session_reuse = true);
+    let proxy = Proxy::spawn(b.addr, |s| {
+        s.require_session_reuse = ftpsgate::config::Reuse::Required
+    });
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.bin");
     let opts = support::tools::PyClientOptions::explicit().login(&b.user, &b.pass);

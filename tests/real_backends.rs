@@ -27,7 +27,9 @@ fn backends() -> Vec<Box<dyn FtpBackend>> {
 fn a_refused_data_connection_gets_522_at_once_and_the_session_goes_on() {
     for b in backends() {
         b.write_file("r.bin", &[7u8; 100_000]);
-        let proxy = Proxy::spawn(b.addr(), |s| s.require_session_reuse = true);
+        let proxy = Proxy::spawn(b.addr(), |s| {
+            s.require_session_reuse = ftpsgate::config::Reuse::Required
+        });
         let (mut c, _) = Client::connect(proxy.addr);
         c.login_secure(b.user(), b.pass());
         assert_eq!(c.cmd("TYPE I").code, 200);
@@ -98,7 +100,9 @@ fn a_10_kib_line_gets_500_and_the_next_command_its_answer() {
 #[test]
 fn the_next_command_after_a_refused_upload_is_answered_promptly() {
     for b in backends() {
-        let proxy = Proxy::spawn(b.addr(), |s| s.require_session_reuse = true);
+        let proxy = Proxy::spawn(b.addr(), |s| {
+            s.require_session_reuse = ftpsgate::config::Reuse::Required
+        });
         let (mut c, _) = Client::connect(proxy.addr);
         c.login_secure(b.user(), b.pass());
         let addr = c.epsv();

@@ -28,7 +28,7 @@ fn setup(tools: &[&str]) -> Option<(PyFtpd, Proxy)> {
         b.write_file(f, &random_bytes(200_000, 40 + i as u64));
     }
     let proxy = Proxy::spawn(b.addr, |s| {
-        s.require_session_reuse = true;
+        s.require_session_reuse = ftpsgate::config::Reuse::Required;
         s.implicit_listen = vec!["127.0.0.1:0".parse().unwrap()];
     });
     Some((b, proxy))

@@ -270,7 +270,9 @@ fn client_that_never_connects_gets_425_and_backend_transfer_is_aborted() {
 fn session_reuse_required() {
     let Some(b) = backend() else { return };
     b.write_file("s.bin", b"resumed");
-    let proxy = Proxy::spawn(b.addr, |s| s.require_session_reuse = true);
+    let proxy = Proxy::spawn(b.addr, |s| {
+        s.require_session_reuse = ftpsgate::config::Reuse::Required
+    });
     // The harness client shares its session cache between control and data: resumes.
     let mut c = logged_in(&proxy, &b);
     let (_, got, fin) = c.download("RETR s.bin");

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::values::{BackendAddr, BackendData, Ccc, PortRange, Requirement, UploadEof};
+use super::values::{
+    BackendAddr, BackendConnect, BackendData, Bytes, Ccc, LogFormat, PortRange, Requirement, Reuse,
+    TransferLogFormat, UploadEof,
+};
 use super::ConfigError;
 
 /// The YAML file. Every field is optional; flags override it key by key.
@@ -19,6 +22,7 @@ pub struct FileConfig {
     pub(super) listen: Option<Vec<ListenAddr>>,
     pub(super) implicit_listen: Option<Vec<ListenAddr>>,
     pub(super) backend: Option<BackendAddr>,
+    pub(super) backend_connect: Option<BackendConnect>,
     pub(super) cert: Option<PathBuf>,
     pub(super) key: Option<PathBuf>,
     pub(super) passive_ports: Option<PortRange>,
@@ -27,14 +31,29 @@ pub struct FileConfig {
     pub(super) data_tls: Option<Requirement>,
     pub(super) ccc: Option<Ccc>,
     pub(super) backend_data: Option<BackendData>,
-    pub(super) require_session_reuse: Option<bool>,
+    pub(super) require_session_reuse: Option<Reuse>,
     pub(super) client_ca: Option<PathBuf>,
     pub(super) client_cert: Option<Requirement>,
     pub(super) upload_eof: Option<UploadEof>,
+    pub(super) handshake_timeout: Option<u64>,
     pub(super) idle_timeout: Option<u64>,
     pub(super) data_timeout: Option<u64>,
     pub(super) stall_timeout: Option<u64>,
     pub(super) max_sessions: Option<usize>,
+    pub(super) max_sessions_per_ip: Option<usize>,
+    pub(super) ban_failures: Option<u32>,
+    pub(super) ban_window: Option<u64>,
+    pub(super) ban_duration: Option<u64>,
+    pub(super) max_command_line: Option<Bytes>,
+    pub(super) max_reply: Option<Bytes>,
+    pub(super) rate_session: Option<Bytes>,
+    pub(super) rate_total: Option<Bytes>,
+    pub(super) max_upload: Option<Bytes>,
+    pub(super) log_format: Option<LogFormat>,
+    pub(super) transfer_log: Option<PathBuf>,
+    pub(super) transfer_log_format: Option<TransferLogFormat>,
+    pub(super) metrics: Option<SocketAddr>,
+    pub(super) shutdown_grace: Option<u64>,
 }
 
 /// A listener address, `IP:PORT` (IPv6 as `[::]:990`), with an error that says so.
@@ -180,7 +199,7 @@ mod tests {
         assert!(e.line.is_some());
         let e = error_of("ccc: maybe\n");
         assert_eq!(e.key, "ccc");
-        assert!(e.message.contains("`allow` or `deny`"), "{}", e.message);
+        assert!(e.message.contains("`allow`, `deny`, `audit`"), "{}", e.message);
         let e = error_of("idle_timeout: soon\n");
         assert_eq!(e.key, "idle_timeout");
         assert!(!e.message.contains("u64"), "{}", e.message);

@@ -5,6 +5,7 @@
 //! merges them (a flag beats the file) and checks what spans several keys.
 
 pub mod file;
+mod merge;
 pub mod values;
 
 use std::fmt;
@@ -12,7 +13,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use values::{BackendAddr, BackendData, Ccc, Host, PortRange, Requirement, UploadEof};
+pub use values::{
+    BackendAddr, BackendConnect, BackendData, Bytes, Ccc, Host, LogFormat, PortRange, Requirement,
+    Reuse, TransferLogFormat, UploadEof,
+};
 
 use crate::cli::ServeArgs;
 
@@ -41,6 +45,8 @@ impl fmt::Display for ConfigError {
 }
 
 /// Validated settings; every field holds a value that is known to be usable.
+/// Defaults are the secure ones and are documented on the field and in
+/// `examples/ftpsgate.yaml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Explicit-FTPS listeners.
@@ -49,6 +55,8 @@ pub struct Settings {
     pub implicit_listen: Vec<SocketAddr>,
     /// The plaintext FTP server; a name is looked up per connection.
     pub backend: BackendAddr,
+    /// Default after-tls: the backend is reached only after the client's TLS handshake.
+    pub backend_connect: BackendConnect,
     /// PEM certificate chain; `None` means an ephemeral self-signed certificate.
     pub cert: Option<PathBuf>,
     /// PEM private key.
@@ -65,15 +73,17 @@ pub struct Settings {
     pub ccc: Ccc,
     /// Default passive.
     pub backend_data: BackendData,
-    /// Default false: resumption is offered, not required.
-    pub require_session_reuse: bool,
+    /// Default off: resumption is offered, not required.
+    pub require_session_reuse: Reuse,
     /// CA bundle for client certificates.
     pub client_ca: Option<PathBuf>,
     /// Default optional (only meaningful with `client_ca`).
     pub client_cert: Requirement,
     /// Default strict.
     pub upload_eof: UploadEof,
-    /// Control idle timeout, default 300 s.
+    /// Control TLS handshake (explicit and implicit), default 15 s.
+    pub handshake_timeout: Duration,
+    /// Control idle timeout, default 300 s; also the deadline for a reply write.
     pub idle_timeout: Duration,
     /// Time for the client to open a data connection, default 30 s (then 425).
     pub data_timeout: Duration,
@@ -81,6 +91,35 @@ pub struct Settings {
     pub stall_timeout: Duration,
     /// Concurrent session limit, default 10000.
     pub max_sessions: usize,
+    /// Concurrent sessions from one client address, default 50 (0: no limit).
+    pub max_sessions_per_ip: usize,
+    /// Failed logins from one address within `ban_window` that get it banned,
+    /// default 5 (0: no bans).
+    pub ban_failures: u32,
+    /// The window failed logins are counted in, default 600 s.
+    pub ban_window: Duration,
+    /// How long a banned address gets 421 at connect, default 600 s.
+    pub ban_duration: Duration,
+    /// Longest command line, CRLF included, default 4096.
+    pub max_command_line: usize,
+    /// Largest backend reply, default 4 MiB.
+    pub max_reply: usize,
+    /// Bytes per second one session's transfers may move; none by default.
+    pub rate_session: Option<u64>,
+    /// Bytes per second all transfers together may move; none by default.
+    pub rate_total: Option<u64>,
+    /// Largest upload; a larger one is aborted with 552. None by default.
+    pub max_upload: Option<u64>,
+    /// How ftpsgate's own log is written, default text.
+    pub log_format: LogFormat,
+    /// Where transfer records go (`-` is stdout); none by default.
+    pub transfer_log: Option<PathBuf>,
+    /// Default json.
+    pub transfer_log_format: TransferLogFormat,
+    /// Prometheus `/metrics`, `/healthz` and `/readyz`; off by default.
+    pub metrics: Option<SocketAddr>,
+    /// How long sessions get to finish after SIGTERM, default 30 s.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -90,6 +129,7 @@ impl Settings {
             listen,
             implicit_listen: Vec::new(),
             backend,
+            backend_connect: BackendConnect::AfterTls,
             cert: None,
             key: None,
             passive_ports: None,
@@ -98,14 +138,29 @@ impl Settings {
             data_tls: Requirement::Required,
             ccc: Ccc::Deny,
             backend_data: BackendData::Passive,
-            require_session_reuse: false,
+            require_session_reuse: Reuse::Off,
             client_ca: None,
             client_cert: Requirement::Optional,
             upload_eof: UploadEof::Strict,
+            handshake_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(300),
             max_sessions: 10_000,
+            max_sessions_per_ip: 50,
+            ban_failures: 5,
+            ban_window: Duration::from_secs(600),
+            ban_duration: Duration::from_secs(600),
+            max_command_line: 4096,
+            max_reply: 4 << 20,
+            rate_session: None,
+            rate_total: None,
+            max_upload: None,
+            log_format: LogFormat::Text,
+            transfer_log: None,
+            transfer_log_format: TransferLogFormat::Json,
+            metrics: None,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 
@@ -115,171 +170,34 @@ impl Settings {
             Some(path) => (file::load(path)?, path.display().to_string()),
             None => (file::FileConfig::default(), "command line".to_string()),
         };
-        Merge {
+        merge::Merge {
             args,
             file,
             name: &name,
         }
         .settings()
     }
-}
 
-/// One resolution: flags over file values, each error reported against where
-/// the value came from.
-struct Merge<'a> {
-    args: &'a ServeArgs,
-    file: file::FileConfig,
-    name: &'a str,
-}
-
-/// A flag value wins over the file's; the second element names the source.
-macro_rules! pick {
-    ($m:expr, $key:ident) => {
-        match $m.args.$key.clone() {
-            Some(v) => Some((v, "command line")),
-            None => $m.file.$key.clone().map(|v| (v, $m.name)),
+    /// What differs from `other` that a reload cannot apply (it needs a
+    /// restart): the listeners and the passive port range are bound at start.
+    pub fn needs_restart(&self, other: &Settings) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.listen != other.listen {
+            keys.push("listen");
         }
-    };
-}
-
-impl Merge<'_> {
-    fn err(&self, key: &str, source: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            source_name: source.to_string(),
-            key: key.to_string(),
-            message: message.into(),
-            line: None,
+        if self.implicit_listen != other.implicit_listen {
+            keys.push("implicit_listen");
         }
-    }
-
-    fn settings(&self) -> Result<Settings, ConfigError> {
-        let (listen, implicit_listen) = self.listeners()?;
-        let Some((backend, _)) = pick!(self, backend) else {
-            return Err(self.err(
-                "backend",
-                self.name,
-                "missing: the plaintext FTP server as HOST:PORT",
-            ));
-        };
-        let mut s = Settings::new(listen, backend);
-        s.implicit_listen = implicit_listen;
-        self.tls(&mut s)?;
-        self.policy(&mut s);
-        self.limits(&mut s)?;
-        Ok(s)
-    }
-
-    fn listeners(&self) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), ConfigError> {
-        let list = |flag: &Vec<SocketAddr>, file: &Option<Vec<file::ListenAddr>>| {
-            if flag.is_empty() {
-                file.iter().flatten().map(|a| a.0).collect()
-            } else {
-                flag.clone()
-            }
-        };
-        let listen = list(&self.args.listen, &self.file.listen);
-        let implicit = list(&self.args.implicit_listen, &self.file.implicit_listen);
-        if listen.is_empty() && implicit.is_empty() {
-            return Err(self.err(
-                "listen",
-                self.name,
-                "no listener: set listen (explicit FTPS) and/or implicit_listen",
-            ));
+        if self.passive_ports != other.passive_ports {
+            keys.push("passive_ports");
         }
-        Ok((listen, implicit))
-    }
-
-    fn tls(&self, s: &mut Settings) -> Result<(), ConfigError> {
-        s.cert = pick!(self, cert).map(|(v, _)| v);
-        s.key = pick!(self, key).map(|(v, _)| v);
-        match (&s.cert, &s.key) {
-            (Some(_), None) => {
-                return Err(self.err("key", self.name, "cert is set but key is not"))
-            }
-            (None, Some(_)) => {
-                return Err(self.err("cert", self.name, "key is set but cert is not"))
-            }
-            _ => {}
+        if self.metrics != other.metrics {
+            keys.push("metrics");
         }
-        s.client_ca = pick!(self, client_ca).map(|(v, _)| v);
-        if let Some((v, src)) = pick!(self, client_cert) {
-            if s.client_ca.is_none() {
-                return Err(self.err(
-                    "client_cert",
-                    src,
-                    "needs client_ca (the CA bundle to verify against)",
-                ));
-            }
-            s.client_cert = v;
+        if self.max_sessions != other.max_sessions {
+            keys.push("max_sessions");
         }
-        for (key, path) in [
-            ("cert", &s.cert),
-            ("key", &s.key),
-            ("client_ca", &s.client_ca),
-        ] {
-            if let Some(p) = path {
-                if !p.is_file() {
-                    return Err(self.err(key, self.name, format!("{}: no such file", p.display())));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn policy(&self, s: &mut Settings) {
-        let file = &self.file;
-        let args = self.args;
-        s.control_tls = args
-            .control_tls
-            .or(file.control_tls)
-            .unwrap_or(s.control_tls);
-        s.data_tls = args.data_tls.or(file.data_tls).unwrap_or(s.data_tls);
-        s.ccc = args.ccc.or(file.ccc).unwrap_or(s.ccc);
-        s.backend_data = args
-            .backend_data
-            .or(file.backend_data)
-            .unwrap_or(s.backend_data);
-        s.upload_eof = args.upload_eof.or(file.upload_eof).unwrap_or(s.upload_eof);
-        s.require_session_reuse = args
-            .require_session_reuse
-            .or(file.require_session_reuse)
-            .unwrap_or(false);
-        s.passive_ports = args.passive_ports.or(file.passive_ports);
-        s.public_address = args.public_address.or(file.public_address);
-    }
-
-    fn limits(&self, s: &mut Settings) -> Result<(), ConfigError> {
-        let seconds = |key: &str, v: Option<(u64, &str)>, into: &mut Duration| {
-            if let Some((v, src)) = v {
-                if v == 0 {
-                    return Err(self.err(key, src, "must be at least 1 second"));
-                }
-                *into = Duration::from_secs(v);
-            }
-            Ok(())
-        };
-        seconds(
-            "idle_timeout",
-            pick!(self, idle_timeout),
-            &mut s.idle_timeout,
-        )?;
-        seconds(
-            "data_timeout",
-            pick!(self, data_timeout),
-            &mut s.data_timeout,
-        )?;
-        seconds(
-            "stall_timeout",
-            pick!(self, stall_timeout),
-            &mut s.stall_timeout,
-        )?;
-        if let Some((v, src)) = pick!(self, max_sessions) {
-            if v == 0 {
-                return Err(self.err("max_sessions", src, "must be at least 1"));
-            }
-            s.max_sessions = v;
-        }
-        Ok(())
+        keys
     }
 }
 
@@ -304,7 +222,8 @@ mod tests {
         assert_eq!(s.data_tls, Requirement::Required);
         assert_eq!(s.ccc, Ccc::Deny);
         assert_eq!(s.upload_eof, UploadEof::Strict);
-        assert!(!s.require_session_reuse);
+        assert_eq!(s.require_session_reuse, Reuse::Off);
+        assert_eq!(s.backend_connect, BackendConnect::AfterTls);
     }
 
     #[test]
@@ -331,12 +250,16 @@ mod tests {
         let a = ServeArgs {
             config: Some(path.clone()),
             data_tls: Some(Requirement::Required),
-            require_session_reuse: Some(false),
+            require_session_reuse: Some(Reuse::Off),
             ..Default::default()
         };
         let s = Settings::resolve(&a).unwrap();
         assert_eq!(s.data_tls, Requirement::Required);
-        assert!(!s.require_session_reuse, "a flag turns a YAML boolean off");
+        assert_eq!(
+            s.require_session_reuse,
+            Reuse::Off,
+            "a flag turns a YAML boolean off"
+        );
         assert_eq!(
             s.passive_ports,
             Some(PortRange {

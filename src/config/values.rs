@@ -16,6 +16,9 @@ pub enum Requirement {
     Required,
     /// Left to the client.
     Optional,
+    /// Allowed, but every request that `required` would refuse is logged
+    /// and counted as "would refuse" (a rollout step before enforcing).
+    Audit,
 }
 
 /// Whether CCC (clear the control channel, RFC 4217 §5) is honoured.
@@ -26,6 +29,134 @@ pub enum Ccc {
     Allow,
     /// 534.
     Deny,
+    /// Allowed, and logged and counted as "would refuse".
+    Audit,
+}
+
+/// Whether data connections must resume the control session's TLS session.
+/// YAML takes `true`, `false` or `audit`; the flag takes the same words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "BoolOrWord")]
+pub enum Reuse {
+    /// Resumption is offered, not required.
+    Off,
+    /// An unbound protected data connection gets 522.
+    Required,
+    /// Unbound data connections are allowed, logged and counted as "would refuse".
+    Audit,
+}
+
+impl Reuse {
+    /// Data connections issue tickets and are checked (required or audited).
+    pub fn is_checked(self) -> bool {
+        self != Reuse::Off
+    }
+}
+
+/// A YAML boolean or a word.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BoolOrWord {
+    Bool(bool),
+    Word(String),
+}
+
+impl TryFrom<BoolOrWord> for Reuse {
+    type Error = String;
+    fn try_from(v: BoolOrWord) -> Result<Reuse, String> {
+        match v {
+            BoolOrWord::Bool(b) => Ok(if b { Reuse::Required } else { Reuse::Off }),
+            BoolOrWord::Word(w) => w.parse(),
+        }
+    }
+}
+
+impl FromStr for Reuse {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Reuse, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "required" => Ok(Reuse::Required),
+            "false" | "no" | "off" => Ok(Reuse::Off),
+            "audit" => Ok(Reuse::Audit),
+            _ => Err(format!("`{s}`: expected true, false or audit")),
+        }
+    }
+}
+
+/// When the backend connection is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendConnect {
+    /// At once, relaying the backend's own greeting.
+    OnAccept,
+    /// ftpsgate greets; the backend is reached only once the client's TLS
+    /// handshake has completed, so unauthenticated floods never reach it.
+    AfterTls,
+}
+
+/// How ftpsgate's own log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The format of the transfer log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferLogFormat {
+    /// One JSON object per transfer.
+    Json,
+    /// The classic wu-ftpd/ProFTPD/vsftpd `xferlog` line.
+    Xferlog,
+}
+
+/// A byte count written `1048576`, `512K`, `10M` or `2G` (binary multiples).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "BoolOrWordOrNumber")]
+pub struct Bytes(pub u64);
+
+/// A number or a word, for sizes written either way in YAML.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BoolOrWordOrNumber {
+    Number(u64),
+    Word(String),
+}
+
+impl TryFrom<BoolOrWordOrNumber> for Bytes {
+    type Error = String;
+    fn try_from(v: BoolOrWordOrNumber) -> Result<Bytes, String> {
+        match v {
+            BoolOrWordOrNumber::Number(n) => Ok(Bytes(n)),
+            BoolOrWordOrNumber::Word(w) => w.parse(),
+        }
+    }
+}
+
+impl FromStr for Bytes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Bytes, String> {
+        let t = s.trim();
+        let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{s}`: expected a size such as 1048576, 512K, 10M or 2G"))?;
+        let shift = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 0,
+            "K" | "KB" | "KIB" => 10,
+            "M" | "MB" | "MIB" => 20,
+            "G" | "GB" | "GIB" => 30,
+            "T" | "TB" | "TIB" => 40,
+            _ => return Err(format!("`{s}`: unknown unit `{unit}` (use K, M, G or T)")),
+        };
+        n.checked_mul(1u64 << shift)
+            .map(Bytes)
+            .ok_or_else(|| format!("`{s}` is too large"))
+    }
 }
 
 /// How the proxy opens data connections toward the backend.
@@ -200,6 +331,19 @@ mod tests {
         );
         assert!("0-10".parse::<PortRange>().is_err());
         assert!("10".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn sizes_and_reuse_words() {
+        assert_eq!("512K".parse(), Ok(Bytes(512 * 1024)));
+        assert_eq!("10M".parse(), Ok(Bytes(10 << 20)));
+        assert_eq!("2 GiB".parse(), Ok(Bytes(2 << 30)));
+        assert_eq!("100".parse(), Ok(Bytes(100)));
+        assert!("10X".parse::<Bytes>().is_err());
+        assert!("lots".parse::<Bytes>().is_err());
+        assert_eq!("audit".parse(), Ok(Reuse::Audit));
+        assert_eq!("true".parse(), Ok(Reuse::Required));
+        assert_eq!("false".parse(), Ok(Reuse::Off));
     }
 
     #[test]

@@ -17,9 +17,10 @@ use tracing::Instrument;
 use super::connect::{self, ClientLeg, DataTls, PassiveAccept};
 use super::relay;
 use super::DataError;
-use crate::config::UploadEof;
+use crate::config::{Requirement, Reuse, UploadEof};
 use crate::events::{DataMode, Direction, TlsDetails};
-use crate::session::policy;
+use crate::session::policy::{self, Verdict};
+use crate::session::Refusal;
 
 /// Where the client side of the next transfer comes from.
 #[derive(Debug)]
@@ -68,8 +69,10 @@ pub struct Plan {
     pub direction: Direction,
     /// TLS on the client leg (PROT P).
     pub protect: bool,
-    /// A protected client leg must resume the control session.
-    pub require_reuse: bool,
+    /// Whether a protected client leg must resume the control session.
+    pub reuse: Reuse,
+    /// `client_cert`: whether a client certificate mismatch is refused or audited.
+    pub client_cert: Requirement,
     /// The client leg's peer address was not checked: it must be protected
     /// and resume the control session whatever the settings.
     pub peer_unchecked: bool,
@@ -108,6 +111,8 @@ pub struct TransferOutcome {
     pub relay: relay::Outcome,
     /// The client leg's TLS, when PROT P.
     pub tls: Option<TlsDetails>,
+    /// What audit mode let through on the client leg ("would refuse").
+    pub audits: Vec<Refusal>,
 }
 
 impl TransferOutcome {
@@ -121,6 +126,7 @@ impl TransferOutcome {
                 lenient_eof: false,
             },
             tls: None,
+            audits: Vec::new(),
         }
     }
 }
@@ -220,16 +226,15 @@ async fn run(
     // ABOR (or the session ending) while waiting for the client's connection.
     let leg = tokio::select! {
         leg = async {
-            match client_leg(client, &plan).await {
-                Ok(leg) => check_leg(leg, &plan).await,
-                Err(e) => Err(e),
-            }
+            let leg = client_leg(client, &plan).await?;
+            let audits = check_leg(&leg, &plan).await?;
+            Ok::<_, DataError>((leg, audits))
         } => leg,
         _ = cancel.cancelled() => Err(DataError::Aborted),
     };
     // A connected backend leg is handed back unclosed on failure: a clean
     // close would tell the backend an upload is complete.
-    let (leg, backend) = match (leg, backend) {
+    let ((leg, audits), backend) = match (leg, backend) {
         (Ok(leg), Ok(backend)) => (leg, backend),
         (Err(e), backend) => return TransferOutcome::failed(e, backend.ok()),
         (Ok(_), Err(e)) => return TransferOutcome::failed(e, None),
@@ -247,7 +252,11 @@ async fn run(
         plan.stall_timeout,
     )
     .await;
-    TransferOutcome { relay: out, tls }
+    TransferOutcome {
+        relay: out,
+        tls,
+        audits,
+    }
 }
 
 async fn client_leg(client: ClientData, plan: &Plan) -> Result<ClientLeg, DataError> {
@@ -269,13 +278,14 @@ const SIBLING_LOGIN_WAIT: Duration = Duration::from_secs(2);
 
 /// The client leg must match the PROT level and, when protected, the
 /// control session: its reuse binding when required, and its client
-/// certificate (PROTOCOL.md §5.3, §10.2, §15).
-async fn check_leg(leg: ClientLeg, plan: &Plan) -> Result<ClientLeg, DataError> {
+/// certificate (PROTOCOL.md §5.3, §10.2, §15). Returns what audit mode let
+/// through.
+async fn check_leg(leg: &ClientLeg, plan: &Plan) -> Result<Vec<Refusal>, DataError> {
     if leg.tls.is_some() != plan.protect {
         return Err(DataError::ProtMismatch);
     }
     if !plan.protect && !plan.peer_unchecked {
-        return Ok(leg);
+        return Ok(Vec::new());
     }
     let bound = match leg.resumed_from {
         Some(token) => {
@@ -286,12 +296,26 @@ async fn check_leg(leg: ClientLeg, plan: &Plan) -> Result<ClientLeg, DataError> 
         }
         None => false,
     };
-    let require = plan.require_reuse || plan.peer_unchecked;
-    let refusal = policy::data_session(require, bound).or_else(|| {
-        policy::data_client_cert(plan.control_cert.as_deref(), leg.client_cert.as_deref())
-    });
-    match refusal {
-        Some(r) => Err(DataError::Policy(r)),
-        None => Ok(leg),
+    // An unchecked peer must be bound whatever the settings.
+    let reuse = if plan.peer_unchecked {
+        Reuse::Required
+    } else {
+        plan.reuse
+    };
+    let mut audits = Vec::new();
+    for verdict in [
+        policy::data_session(reuse, bound),
+        policy::data_client_cert(
+            plan.client_cert,
+            plan.control_cert.as_deref(),
+            leg.client_cert.as_deref(),
+        ),
+    ] {
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::Refuse(r) => return Err(DataError::Policy(r)),
+            Verdict::Audit(r) => audits.push(r),
+        }
     }
+    Ok(audits)
 }

@@ -12,13 +12,15 @@
 
 pub mod driver;
 pub mod policy;
+pub mod refusal;
 
 use std::net::{IpAddr, SocketAddr};
 
 use crate::ftp::addr::{self, AddrError};
 use crate::ftp::command::{Class, Command, Verb};
 use crate::ftp::reply::Reply;
-pub use policy::{Policy, Refusal};
+pub use policy::{Policy, Verdict};
+pub use refusal::Refusal;
 
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +127,8 @@ pub struct Session<D> {
     /// A login has succeeded at some point: AUTH stays refused even after
     /// another USER (the backend session cannot be reset, RFC 4217 §4.2).
     has_logged_in: bool,
+    /// What audit mode let through since the driver last asked.
+    audits: Vec<Refusal>,
     epsv_all: bool,
     data: Option<D>,
     peer: IpAddr,
@@ -146,6 +150,7 @@ impl<D> Session<D> {
             prot: if implicit { Prot::Private } else { Prot::Clear },
             user: None,
             has_logged_in: false,
+            audits: Vec::new(),
             epsv_all: false,
             data: None,
             peer,
@@ -170,6 +175,23 @@ impl<D> Session<D> {
     /// The policy this session runs under.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// What audit mode let through since the last call ("would refuse").
+    pub fn take_audits(&mut self) -> Vec<Refusal> {
+        std::mem::take(&mut self.audits)
+    }
+
+    /// Applies a verdict: `Some(refusal)` to refuse; an audit is noted and allowed.
+    fn verdict(&mut self, verdict: Verdict) -> Option<Refusal> {
+        match verdict {
+            Verdict::Allow => None,
+            Verdict::Refuse(r) => Some(r),
+            Verdict::Audit(r) => {
+                self.audits.push(r);
+                None
+            }
+        }
     }
 
     /// The driver completed the control TLS handshake.
@@ -217,7 +239,7 @@ impl<D> Session<D> {
         if cmd.verb == Verb::Rein {
             return Action::Refuse(Refusal::Rein);
         }
-        if let Some(refusal) = self.policy.before_tls(self.control, &cmd.verb) {
+        if let Some(refusal) = self.verdict(self.policy.before_tls(self.control, &cmd.verb)) {
             return Action::Refuse(refusal);
         }
         match class {
@@ -321,7 +343,7 @@ impl<D> Session<D> {
         if self.control != ControlTls::Secured {
             return reply(533, "CCC needs a TLS-protected control connection.");
         }
-        if let Some(refusal) = self.policy.ccc() {
+        if let Some(refusal) = self.verdict(self.policy.ccc()) {
             return Action::Refuse(refusal);
         }
         self.control = ControlTls::Cleared;
@@ -390,7 +412,7 @@ impl<D> Session<D> {
     }
 
     fn transfer(&mut self, cmd: Command, upload: bool) -> Action<D> {
-        if let Some(refusal) = self.policy.transfer(self.prot) {
+        if let Some(refusal) = self.verdict(self.policy.transfer(self.prot)) {
             self.data = None;
             return Action::RefuseTransfer { cmd, refusal };
         }

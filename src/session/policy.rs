@@ -1,14 +1,15 @@
 //! The edge policy: every decision of PROTOCOL.md §15 that turns on the
-//! operator's settings, in one screen. Each check returns the [`Refusal`]
-//! (why, and the exact reply) or `None` to allow; the session state machine
-//! asks, the driver reports every refusal as one event.
+//! operator's settings, in one screen. Each configurable check returns a
+//! [`Verdict`]: allow, refuse (with its [`Refusal`]), or, in audit mode,
+//! allow and report what `required` would have refused. The session state
+//! machine asks; the driver reports every refusal and audit as one event.
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::refusal::Refusal;
 use super::{ControlTls, Prot};
-use crate::config::{Ccc, Requirement};
+use crate::config::{Ccc, Requirement, Reuse};
 use crate::ftp::command::Verb;
-use crate::ftp::reply::Reply;
 
 /// The policy knobs of one session, fixed when it starts.
 #[derive(Debug, Clone, Copy)]
@@ -25,36 +26,24 @@ pub struct Policy {
     pub public_v4: bool,
 }
 
-/// Why the edge refused a request; each has exactly one reply.
+/// What a configurable check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// USER/PASS/ACCT before AUTH TLS under `control_tls: required` (530).
-    LoginBeforeTls,
-    /// Another command that is not allowed before AUTH TLS (530).
-    CommandBeforeTls,
-    /// A transfer under PROT C with `data_tls: required` (522, before any 1xx).
-    ClearData,
-    /// CCC under `ccc: deny` or on an implicit session (534).
-    CccDenied,
-    /// AUTH after a completed login: a legacy backend cannot be reset (534).
-    AuthAfterLogin,
-    /// REIN: the backend session cannot be reinitialised (502).
-    Rein,
-    /// PORT/EPRT naming a host other than the client (bounce, RFC 2577 §3; 500).
-    ForeignDataTarget {
-        /// The address the client named.
-        target: IpAddr,
-        /// The control connection's peer.
-        peer: IpAddr,
-    },
-    /// PORT/EPRT to a port below 1024 (RFC 2577 §3; 504).
-    PrivilegedDataPort,
-    /// The data connection's TLS session did not resume the control
-    /// connection's under `require_session_reuse` (522 after the 150).
-    SessionNotResumed,
-    /// The data connection presented a different client certificate than
-    /// the control connection (RFC 4217 §15.1.2; 522 after the 150).
-    ClientCertMismatch,
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// Refuse with this reason's reply.
+    Refuse(Refusal),
+    /// Go ahead, but report that enforcing would refuse it (audit mode).
+    Audit(Refusal),
+}
+
+/// A rule under `required` refuses, under `audit` reports, under `optional` allows.
+fn enforce(requirement: Requirement, broken: bool, why: Refusal) -> Verdict {
+    match (broken, requirement) {
+        (false, _) | (true, Requirement::Optional) => Verdict::Allow,
+        (true, Requirement::Required) => Verdict::Refuse(why),
+        (true, Requirement::Audit) => Verdict::Audit(why),
+    }
 }
 
 /// Verbs allowed before TLS under `control_tls: required` (PROTOCOL.md §2.3).
@@ -71,26 +60,30 @@ const BEFORE_TLS: &[Verb] = &[
 impl Policy {
     /// Control TLS: before AUTH only harmless verbs pass (§2.3; security verbs
     /// are the session's own business and are never asked about here).
-    pub fn before_tls(&self, control: ControlTls, verb: &Verb) -> Option<Refusal> {
-        if control != ControlTls::Plain || self.control_tls == Requirement::Optional {
-            return None;
+    pub fn before_tls(&self, control: ControlTls, verb: &Verb) -> Verdict {
+        if control != ControlTls::Plain {
+            return Verdict::Allow;
         }
-        match verb {
-            Verb::User | Verb::Pass | Verb::Acct => Some(Refusal::LoginBeforeTls),
-            v if BEFORE_TLS.contains(v) => None,
-            _ => Some(Refusal::CommandBeforeTls),
-        }
+        let why = match verb {
+            Verb::User | Verb::Pass | Verb::Acct => Refusal::LoginBeforeTls,
+            v if BEFORE_TLS.contains(v) => return Verdict::Allow,
+            _ => Refusal::CommandBeforeTls,
+        };
+        enforce(self.control_tls, true, why)
     }
 
     /// Data TLS: a transfer under PROT C (§4, §15).
-    pub fn transfer(&self, prot: Prot) -> Option<Refusal> {
-        (self.data_tls == Requirement::Required && prot != Prot::Private)
-            .then_some(Refusal::ClearData)
+    pub fn transfer(&self, prot: Prot) -> Verdict {
+        enforce(self.data_tls, prot != Prot::Private, Refusal::ClearData)
     }
 
-    /// CCC on a TLS control connection (§3.5).
-    pub fn ccc(&self) -> Option<Refusal> {
-        (self.implicit || self.ccc == Ccc::Deny).then_some(Refusal::CccDenied)
+    /// CCC on a TLS control connection (§3.5); never on implicit sessions.
+    pub fn ccc(&self) -> Verdict {
+        match (self.implicit, self.ccc) {
+            (true, _) | (false, Ccc::Deny) => Verdict::Refuse(Refusal::CccDenied),
+            (false, Ccc::Audit) => Verdict::Audit(Refusal::CccDenied),
+            (false, Ccc::Allow) => Verdict::Allow,
+        }
     }
 }
 
@@ -112,68 +105,32 @@ pub fn data_target(peer: IpAddr, target: SocketAddr) -> Option<Refusal> {
 
 /// A protected data connection under `require_session_reuse` (§5.3): it
 /// must have resumed a session its control session's binding accepts.
-pub fn data_session(require_reuse: bool, bound: bool) -> Option<Refusal> {
-    (require_reuse && !bound).then_some(Refusal::SessionNotResumed)
+pub fn data_session(reuse: Reuse, bound: bool) -> Verdict {
+    let requirement = match reuse {
+        Reuse::Off => Requirement::Optional,
+        Reuse::Required => Requirement::Required,
+        Reuse::Audit => Requirement::Audit,
+    };
+    enforce(requirement, !bound, Refusal::SessionNotResumed)
 }
 
 /// A protected data connection presents the control connection's client
 /// certificate, or none when the control connection had none (§10.2).
-pub fn data_client_cert(control: Option<&[u8]>, data: Option<&[u8]>) -> Option<Refusal> {
-    (control != data).then_some(Refusal::ClientCertMismatch)
+/// Enforced whenever client certificates are verified, except in audit mode.
+pub fn data_client_cert(mode: Requirement, control: Option<&[u8]>, data: Option<&[u8]>) -> Verdict {
+    let requirement = match mode {
+        Requirement::Audit => Requirement::Audit,
+        _ => Requirement::Required,
+    };
+    enforce(requirement, control != data, Refusal::ClientCertMismatch)
 }
 
-impl Refusal {
-    /// The exact reply (PROTOCOL.md §15).
-    pub fn reply(&self) -> Reply {
-        match self {
-            Refusal::LoginBeforeTls | Refusal::CommandBeforeTls => {
-                Reply::new(530, "TLS required: send AUTH TLS first, then log in.")
-            }
-            Refusal::ClearData => Reply::new(
-                522,
-                "Data connections must be encrypted: send PBSZ 0 and PROT P first.",
-            ),
-            Refusal::CccDenied => Reply::new(534, "CCC denied by policy."),
-            Refusal::AuthAfterLogin => Reply::new(
-                534,
-                "AUTH after login is not allowed; reconnect and send AUTH TLS first.",
-            ),
-            Refusal::Rein => Reply::new(
-                502,
-                "REIN not implemented: reconnect to start a new session.",
-            ),
-            Refusal::ForeignDataTarget { target, peer } => Reply::new(
-                500,
-                format!("Refusing to connect to {target} (only to {peer})."),
-            ),
-            Refusal::PrivilegedDataPort => {
-                Reply::new(504, "Refusing to connect to a port below 1024.")
-            }
-            Refusal::SessionNotResumed => Reply::new(
-                522,
-                "Data connection refused: TLS session reuse required (resume the control connection's TLS session).",
-            ),
-            Refusal::ClientCertMismatch => Reply::new(
-                522,
-                "Data connection refused: its client certificate differs from the control connection's.",
-            ),
-        }
-    }
-
-    /// A stable label for logs and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refusal::LoginBeforeTls => "login_before_tls",
-            Refusal::CommandBeforeTls => "command_before_tls",
-            Refusal::ClearData => "clear_data",
-            Refusal::CccDenied => "ccc_denied",
-            Refusal::AuthAfterLogin => "auth_after_login",
-            Refusal::Rein => "rein",
-            Refusal::ForeignDataTarget { .. } => "foreign_data_target",
-            Refusal::PrivilegedDataPort => "privileged_data_port",
-            Refusal::SessionNotResumed => "session_not_resumed",
-            Refusal::ClientCertMismatch => "client_cert_mismatch",
-        }
+/// A control connection without a client certificate: refused by the TLS
+/// handshake itself under `required`; reported under `audit`.
+pub fn client_cert(mode: Requirement, presented: bool) -> Verdict {
+    match mode {
+        Requirement::Audit => enforce(mode, !presented, Refusal::ClientCertMissing),
+        _ => Verdict::Allow,
     }
 }
 
@@ -191,23 +148,28 @@ mod tests {
         }
     }
 
+    fn refused(v: Verdict) -> Option<u16> {
+        match v {
+            Verdict::Refuse(r) => Some(r.reply().code),
+            _ => None,
+        }
+    }
+
     #[test]
     fn section_15_codes() {
         let p = strict();
+        let plain = ControlTls::Plain;
+        assert_eq!(refused(p.before_tls(plain, &Verb::User)), Some(530));
+        assert_eq!(refused(p.before_tls(plain, &Verb::Retr)), Some(530));
+        assert_eq!(p.before_tls(plain, &Verb::Feat), Verdict::Allow);
+        assert_eq!(
+            p.before_tls(ControlTls::Secured, &Verb::User),
+            Verdict::Allow
+        );
+        assert_eq!(refused(p.transfer(Prot::Clear)), Some(522));
+        assert_eq!(p.transfer(Prot::Private), Verdict::Allow);
+        assert_eq!(refused(p.ccc()), Some(534));
         let code = |r: Option<Refusal>| r.map(|r| r.reply().code);
-        assert_eq!(
-            code(p.before_tls(ControlTls::Plain, &Verb::User)),
-            Some(530)
-        );
-        assert_eq!(
-            code(p.before_tls(ControlTls::Plain, &Verb::Retr)),
-            Some(530)
-        );
-        assert_eq!(code(p.before_tls(ControlTls::Plain, &Verb::Feat)), None);
-        assert_eq!(code(p.before_tls(ControlTls::Secured, &Verb::User)), None);
-        assert_eq!(code(p.transfer(Prot::Clear)), Some(522));
-        assert_eq!(code(p.transfer(Prot::Private)), None);
-        assert_eq!(code(p.ccc()), Some(534));
         assert_eq!(code(auth(true)), Some(534));
         assert_eq!(code(Some(Refusal::Rein)), Some(502));
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
@@ -223,12 +185,19 @@ mod tests {
             code(data_target(peer, "127.0.0.1:1024".parse().unwrap())),
             None
         );
-        assert_eq!(code(data_session(true, false)), Some(522));
-        assert_eq!(code(data_session(false, false)), None);
-        assert_eq!(code(data_client_cert(Some(b"a"), Some(b"b"))), Some(522));
-        assert_eq!(code(data_client_cert(Some(b"a"), None)), Some(522));
-        assert_eq!(code(data_client_cert(None, Some(b"a"))), Some(522));
-        assert_eq!(code(data_client_cert(Some(b"a"), Some(b"a"))), None);
+        assert_eq!(refused(data_session(Reuse::Required, false)), Some(522));
+        assert_eq!(data_session(Reuse::Off, false), Verdict::Allow);
+        let req = Requirement::Required;
+        assert_eq!(
+            refused(data_client_cert(req, Some(b"a"), Some(b"b"))),
+            Some(522)
+        );
+        assert_eq!(refused(data_client_cert(req, Some(b"a"), None)), Some(522));
+        assert_eq!(refused(data_client_cert(req, None, Some(b"a"))), Some(522));
+        assert_eq!(
+            data_client_cert(req, Some(b"a"), Some(b"a")),
+            Verdict::Allow
+        );
     }
 
     #[test]
@@ -239,13 +208,46 @@ mod tests {
             ccc: Ccc::Allow,
             ..strict()
         };
-        assert_eq!(p.before_tls(ControlTls::Plain, &Verb::User), None);
-        assert_eq!(p.transfer(Prot::Clear), None);
-        assert_eq!(p.ccc(), None);
+        assert_eq!(p.before_tls(ControlTls::Plain, &Verb::User), Verdict::Allow);
+        assert_eq!(p.transfer(Prot::Clear), Verdict::Allow);
+        assert_eq!(p.ccc(), Verdict::Allow);
         let implicit = Policy {
             implicit: true,
             ..p
         };
-        assert_eq!(implicit.ccc(), Some(Refusal::CccDenied));
+        assert_eq!(implicit.ccc(), Verdict::Refuse(Refusal::CccDenied));
+    }
+
+    #[test]
+    fn audit_mode_allows_and_reports_what_required_refuses() {
+        let p = Policy {
+            control_tls: Requirement::Audit,
+            data_tls: Requirement::Audit,
+            ccc: Ccc::Audit,
+            ..strict()
+        };
+        assert_eq!(
+            p.before_tls(ControlTls::Plain, &Verb::User),
+            Verdict::Audit(Refusal::LoginBeforeTls)
+        );
+        assert_eq!(p.before_tls(ControlTls::Plain, &Verb::Noop), Verdict::Allow);
+        assert_eq!(p.transfer(Prot::Clear), Verdict::Audit(Refusal::ClearData));
+        assert_eq!(p.transfer(Prot::Private), Verdict::Allow);
+        assert_eq!(p.ccc(), Verdict::Audit(Refusal::CccDenied));
+        assert_eq!(
+            data_session(Reuse::Audit, false),
+            Verdict::Audit(Refusal::SessionNotResumed)
+        );
+        assert_eq!(data_session(Reuse::Audit, true), Verdict::Allow);
+        let audit = Requirement::Audit;
+        assert_eq!(
+            data_client_cert(audit, Some(b"a"), None),
+            Verdict::Audit(Refusal::ClientCertMismatch)
+        );
+        assert_eq!(
+            client_cert(audit, false),
+            Verdict::Audit(Refusal::ClientCertMissing)
+        );
+        assert_eq!(client_cert(Requirement::Required, false), Verdict::Allow);
     }
 }

@@ -117,7 +117,7 @@ impl TlsContext {
         // resume (reuse required): OpenSSL clients spend a TLS 1.3 ticket per
         // connection. Otherwise none: an uploading client that never reads
         // them can reset the connection and lose data (curl#6149).
-        data.send_tls13_tickets = usize::from(settings.require_session_reuse);
+        data.send_tls13_tickets = usize::from(settings.require_session_reuse.is_checked());
         Ok(TlsContext {
             control: Arc::new(control),
             data: Arc::new(data),
@@ -148,7 +148,9 @@ fn client_auth(
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     let verifier = match settings.client_cert {
         Requirement::Required => verifier,
-        Requirement::Optional => verifier.allow_unauthenticated(),
+        // Audit: the handshake lets a client without a certificate through;
+        // the session reports it (`policy::client_cert`).
+        Requirement::Optional | Requirement::Audit => verifier.allow_unauthenticated(),
     };
     Ok(builder
         .with_client_cert_verifier(verifier.build().map_err(|e| tls_err("client_ca", ca, e))?))

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use self::control::{BackendCtl, ClientCtl, ClientEvent};
+use super::policy::{self, Verdict};
 use super::{Action, Login, Policy, Prot, Refusal, Session};
 use crate::data::ports::PortPool;
 use crate::data::transfer::DataSetup;
@@ -61,6 +62,14 @@ pub struct SessionContext {
 impl SessionContext {
     fn emit(&self, event: SessionEvent) {
         self.events.emit(&self.info, event);
+    }
+
+    /// `client_cert: audit`: a control connection without a certificate is reported.
+    fn audit_client_cert(&self, tls: &upgrade::Established) {
+        let mode = self.live.settings.client_cert;
+        if let Verdict::Audit(r) = policy::client_cert(mode, tls.client_cert.is_some()) {
+            self.emit(SessionEvent::PolicyAudited(r));
+        }
     }
 
     fn policy(&self) -> Policy {
@@ -110,10 +119,19 @@ async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), S
         let config = ctx.live.tls.control.clone();
         let tls = upgrade::start_tls(client, config, binding.token()).await?;
         session.on_tls_established();
+        ctx.audit_client_cert(&tls);
         client_cert = tls.client_cert;
         ctx.emit(SessionEvent::TlsEstablished(tls.details));
     }
-    let (backend, elapsed) = BackendCtl::connect(&ctx.live.settings.backend).await?;
+    let (backend, elapsed) = match BackendCtl::connect(&ctx.live.settings.backend).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            ctx.emit(SessionEvent::BackendUnreachable {
+                error: e.to_string(),
+            });
+            return Err(e);
+        }
+    };
     ctx.emit(SessionEvent::BackendConnected {
         backend: backend.peer,
         elapsed,
@@ -194,6 +212,9 @@ impl Driver<'_> {
                 Next::End => return Ok(()),
             };
             let action = self.session.on_command(cmd);
+            for r in self.session.take_audits() {
+                self.ctx.emit(SessionEvent::PolicyAudited(r));
+            }
             if self.execute(action).await? {
                 return Ok(());
             }
@@ -359,6 +380,7 @@ impl Driver<'_> {
         let config = self.ctx.live.tls.control.clone();
         let tls = upgrade::start_tls(self.client, config, self.binding.token()).await?;
         self.session.on_tls_established();
+        self.ctx.audit_client_cert(&tls);
         self.client_cert = tls.client_cert;
         self.ctx.emit(SessionEvent::TlsEstablished(tls.details));
         Ok(())

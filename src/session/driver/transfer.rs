@@ -102,7 +102,8 @@ impl Driver<'_> {
         Plan {
             direction,
             protect,
-            require_reuse: s.require_session_reuse,
+            reuse: s.require_session_reuse,
+            client_cert: s.client_cert,
             peer_unchecked: binding_required,
             data_timeout: s.data_timeout,
             stall_timeout: s.stall_timeout,
@@ -264,9 +265,13 @@ impl Driver<'_> {
         let TransferOutcome {
             relay: outcome,
             tls,
+            audits,
         } = p
             .outcome
             .unwrap_or_else(|| TransferOutcome::failed(DataError::Aborted, None));
+        for r in audits {
+            self.ctx.emit(SessionEvent::PolicyAudited(r));
+        }
         record.bytes = outcome.bytes;
         record.data_tls = tls;
         if p.aborted {

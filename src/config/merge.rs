@@ -1,0 +1,216 @@
+//! One resolution of the configuration: each key's flag value wins over the
+//! file's, and every error is reported against where its value came from
+//! (the file or the command line). Checks that span several keys live here.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::file::{FileConfig, ListenAddr};
+use super::{ConfigError, Settings};
+use crate::cli::ServeArgs;
+
+pub(super) struct Merge<'a> {
+    pub(super) args: &'a ServeArgs,
+    pub(super) file: FileConfig,
+    pub(super) name: &'a str,
+}
+
+/// A flag value wins over the file's; the second element names the source.
+macro_rules! pick {
+    ($m:expr, $key:ident) => {
+        match $m.args.$key.clone() {
+            Some(v) => Some((v, "command line")),
+            None => $m.file.$key.clone().map(|v| (v, $m.name)),
+        }
+    };
+}
+
+/// Sets `$s.$key` from the flag or the file when either is given.
+macro_rules! take {
+    ($m:expr, $s:expr, $($key:ident),+ $(,)?) => {
+        $(
+            if let Some((v, _)) = pick!($m, $key) {
+                $s.$key = v;
+            }
+        )+
+    };
+}
+
+impl Merge<'_> {
+    fn err(&self, key: &str, source: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            source_name: source.to_string(),
+            key: key.to_string(),
+            message: message.into(),
+            line: None,
+        }
+    }
+
+    pub(super) fn settings(&self) -> Result<Settings, ConfigError> {
+        let (listen, implicit_listen) = self.listeners()?;
+        let Some((backend, _)) = pick!(self, backend) else {
+            return Err(self.err(
+                "backend",
+                self.name,
+                "missing: the plaintext FTP server as HOST:PORT",
+            ));
+        };
+        let mut s = Settings::new(listen, backend);
+        s.implicit_listen = implicit_listen;
+        self.tls(&mut s)?;
+        self.policy(&mut s);
+        self.timeouts(&mut s)?;
+        self.limits(&mut s)?;
+        self.operations(&mut s);
+        Ok(s)
+    }
+
+    fn listeners(&self) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), ConfigError> {
+        let list = |flag: &Vec<SocketAddr>, file: &Option<Vec<ListenAddr>>| {
+            if flag.is_empty() {
+                file.iter().flatten().map(|a| a.0).collect()
+            } else {
+                flag.clone()
+            }
+        };
+        let listen = list(&self.args.listen, &self.file.listen);
+        let implicit = list(&self.args.implicit_listen, &self.file.implicit_listen);
+        if listen.is_empty() && implicit.is_empty() {
+            return Err(self.err(
+                "listen",
+                self.name,
+                "no listener: set listen (explicit FTPS) and/or implicit_listen",
+            ));
+        }
+        Ok((listen, implicit))
+    }
+
+    fn tls(&self, s: &mut Settings) -> Result<(), ConfigError> {
+        s.cert = pick!(self, cert).map(|(v, _)| v);
+        s.key = pick!(self, key).map(|(v, _)| v);
+        match (&s.cert, &s.key) {
+            (Some(_), None) => {
+                return Err(self.err("key", self.name, "cert is set but key is not"))
+            }
+            (None, Some(_)) => {
+                return Err(self.err("cert", self.name, "key is set but cert is not"))
+            }
+            _ => {}
+        }
+        s.client_ca = pick!(self, client_ca).map(|(v, _)| v);
+        if let Some((v, src)) = pick!(self, client_cert) {
+            if s.client_ca.is_none() {
+                return Err(self.err(
+                    "client_cert",
+                    src,
+                    "needs client_ca (the CA bundle to verify against)",
+                ));
+            }
+            s.client_cert = v;
+        }
+        for (key, path) in [
+            ("cert", &s.cert),
+            ("key", &s.key),
+            ("client_ca", &s.client_ca),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    return Err(self.err(key, self.name, format!("{}: no such file", p.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn policy(&self, s: &mut Settings) {
+        take!(
+            self,
+            s,
+            control_tls,
+            data_tls,
+            ccc,
+            backend_data,
+            backend_connect,
+            upload_eof,
+            require_session_reuse,
+        );
+        s.passive_ports = pick!(self, passive_ports).map(|(v, _)| v);
+        s.public_address = pick!(self, public_address).map(|(v, _)| v);
+    }
+
+    fn timeouts(&self, s: &mut Settings) -> Result<(), ConfigError> {
+        let seconds = |key: &str, v: Option<(u64, &str)>, into: &mut Duration| {
+            if let Some((v, src)) = v {
+                if v == 0 {
+                    return Err(self.err(key, src, "must be at least 1 second"));
+                }
+                *into = Duration::from_secs(v);
+            }
+            Ok(())
+        };
+        seconds(
+            "handshake_timeout",
+            pick!(self, handshake_timeout),
+            &mut s.handshake_timeout,
+        )?;
+        seconds(
+            "idle_timeout",
+            pick!(self, idle_timeout),
+            &mut s.idle_timeout,
+        )?;
+        seconds(
+            "data_timeout",
+            pick!(self, data_timeout),
+            &mut s.data_timeout,
+        )?;
+        seconds(
+            "stall_timeout",
+            pick!(self, stall_timeout),
+            &mut s.stall_timeout,
+        )?;
+        seconds("ban_window", pick!(self, ban_window), &mut s.ban_window)?;
+        seconds(
+            "ban_duration",
+            pick!(self, ban_duration),
+            &mut s.ban_duration,
+        )?;
+        seconds(
+            "shutdown_grace",
+            pick!(self, shutdown_grace),
+            &mut s.shutdown_grace,
+        )?;
+        Ok(())
+    }
+
+    fn limits(&self, s: &mut Settings) -> Result<(), ConfigError> {
+        if let Some((v, src)) = pick!(self, max_sessions) {
+            if v == 0 {
+                return Err(self.err("max_sessions", src, "must be at least 1"));
+            }
+            s.max_sessions = v;
+        }
+        take!(self, s, max_sessions_per_ip, ban_failures);
+        let at_least = |key: &str, v: Option<(super::Bytes, &str)>, min: u64| match v {
+            Some((b, src)) if b.0 < min => {
+                Err(self.err(key, src, format!("must be at least {min}")))
+            }
+            other => Ok(other.map(|(b, _)| b.0)),
+        };
+        if let Some(v) = at_least("max_command_line", pick!(self, max_command_line), 512)? {
+            s.max_command_line = usize::try_from(v).unwrap_or(usize::MAX).min(64 * 1024);
+        }
+        if let Some(v) = at_least("max_reply", pick!(self, max_reply), 64 * 1024)? {
+            s.max_reply = usize::try_from(v).unwrap_or(usize::MAX);
+        }
+        s.rate_session = at_least("rate_session", pick!(self, rate_session), 1024)?;
+        s.rate_total = at_least("rate_total", pick!(self, rate_total), 1024)?;
+        s.max_upload = at_least("max_upload", pick!(self, max_upload), 1)?;
+        Ok(())
+    }
+
+    fn operations(&self, s: &mut Settings) {
+        take!(self, s, log_format, transfer_log_format);
+        s.transfer_log = pick!(self, transfer_log).map(|(v, _)| v);
+        s.metrics = pick!(self, metrics).map(|(v, _)| v);
+    }
+}
