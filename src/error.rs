@@ -48,6 +48,9 @@ pub enum SessionError {
     /// The client queued more commands during a transfer than are kept.
     #[error("too many commands queued during a transfer")]
     TooManyQueued,
+    /// Repeated failed logins got the client's address banned.
+    #[error("address banned after repeated login failures")]
+    Banned,
     /// The client closed its control connection while a transfer ran.
     #[error("client closed the control connection during a transfer")]
     ClientLeftTransfer,
@@ -98,7 +101,9 @@ impl SessionError {
         use SessionError::*;
         match self {
             ClientIo(_) | ClientStalled | Handshake(_) | HandshakeTimeout | Pipelined(_)
-            | CccRecord | LineOverflow | TooManyQueued | ClientLeftTransfer => Side::Client,
+            | CccRecord | LineOverflow | TooManyQueued | ClientLeftTransfer | Banned => {
+                Side::Client
+            }
             BackendDown(_) | BackendIo(_) | BackendClosed | BadReply(_) | BackendTimeout
             | Unsolicited(_) | BackendGoodbye(_) | BackendRefused | NoFinalReply => Side::Backend,
             Idle | Shutdown | Internal(_) | InternalIo(_) => Side::Internal,
@@ -174,6 +179,10 @@ fn session_reply(e: &SessionError) -> Option<Reply> {
         ClientIo(_) | ClientStalled | Handshake(_) | HandshakeTimeout | Pipelined(_)
         | CccRecord | ClientLeftTransfer | BackendRefused => None,
         LineOverflow => Some(Reply::new(500, "Command line too long; closing.")),
+        Banned => Some(Reply::new(
+            421,
+            "Too many failed logins from your address; try again later.",
+        )),
         TooManyQueued => Some(Reply::new(421, "Too many commands during a transfer.")),
         BackendDown(_) => Some(Reply::new(
             421,

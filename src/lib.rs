@@ -31,6 +31,7 @@
 //! shutdown, [`error`] errors → replies, [`stream`] plain-or-TLS streams.
 //! ARCHITECTURE.md draws one session and one transfer through them.
 
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod data;

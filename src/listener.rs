@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
+use crate::admission::Admission;
 use crate::config::Settings;
 use crate::data::ports::{listen_on, PortPool};
-use crate::events::{Events, SessionInfo};
+use crate::events::{Events, SessionEvent, SessionInfo};
 use crate::ftp::addr::canonical;
 use crate::live::{Live, LiveState};
 use crate::session::driver::{self, SessionContext};
@@ -28,16 +28,17 @@ use crate::session::Mode;
 use crate::tls::reuse::Bindings;
 use crate::tls::TlsContext;
 
-/// How long running sessions get to finish after shutdown starts.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long the 421 for a turned-away connection may take to write.
+const REJECT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often expired bans are swept (and their expiry logged).
+const BAN_SWEEP: Duration = Duration::from_secs(10);
 
 /// What every accept loop shares.
 struct Shared {
     live: LiveState,
     pool: Arc<PortPool>,
     events: Events,
-    sessions: Arc<Semaphore>,
-    max_sessions: usize,
+    admission: Arc<Admission>,
     bindings: Arc<Bindings>,
     next_id: AtomicU64,
 }
@@ -51,7 +52,12 @@ pub struct Status {
 impl Status {
     /// Client sessions running now.
     pub fn sessions_open(&self) -> usize {
-        self.shared.max_sessions - self.shared.sessions.available_permits()
+        self.shared.admission.sessions_open()
+    }
+
+    /// Addresses banned now after repeated login failures.
+    pub fn bans_active(&self) -> usize {
+        self.shared.admission.bans_active()
     }
 
     /// Passive data listeners open now.
@@ -104,8 +110,7 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             pool: PortPool::new(settings.passive_ports),
-            sessions: Arc::new(Semaphore::new(settings.max_sessions)),
-            max_sessions: settings.max_sessions,
+            admission: Admission::new(settings.max_sessions),
             events,
             live: LiveState::new(Live {
                 settings,
@@ -154,12 +159,22 @@ impl Server {
             };
             tracker.spawn(accept.run());
         }
+        let sweeper = self.shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(BAN_SWEEP) => {}
+                    _ = stop.cancelled() => return,
+                }
+                let window = sweeper.live.snapshot().settings.ban_window;
+                sweeper.admission.sweep(window);
+            }
+        });
         shutdown.cancelled().await;
         tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-            .await
-            .is_err()
-        {
+        let grace = self.shared.live.snapshot().settings.shutdown_grace;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             warn!("shutdown grace period over; remaining sessions are dropped");
         }
     }
@@ -193,44 +208,47 @@ impl Acceptor {
         }
     }
 
-    /// Applies the session limit and spawns the session.
+    /// Applies the admission limits and spawns the session.
     async fn admit(&self, mut tcp: TcpStream, peer: SocketAddr) {
         let peer = canonical(peer);
-        let Ok(permit) = self.shared.sessions.clone().try_acquire_owned() else {
-            warn!(%peer, "session limit reached; refusing connection");
-            if self.mode == Mode::Explicit {
-                let _ = tcp
-                    .write_all(b"421 Too many connections; try again later.\r\n")
-                    .await;
+        let live = self.shared.live.snapshot();
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let info = SessionInfo {
+            id,
+            client: peer,
+            mode: self.mode,
+            user: None,
+        };
+        let admitted = match self.shared.admission.admit(peer.ip(), &live.settings) {
+            Ok(a) => a,
+            Err(turned) => {
+                let event = SessionEvent::Rejected {
+                    reason: turned.reason(),
+                };
+                self.shared.events.emit(&info, event);
+                if self.mode == Mode::Explicit {
+                    let _ =
+                        tokio::time::timeout(REJECT_WRITE_TIMEOUT, tcp.write_all(turned.reply()))
+                            .await;
+                }
+                return;
             }
-            return;
         };
         let Ok(local) = tcp.local_addr() else {
             return;
         };
-        let local = canonical(local);
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty);
         let ctx = SessionContext {
-            live: self.shared.live.snapshot(),
+            live,
             pool: self.shared.pool.clone(),
             events: self.shared.events.clone(),
             shutdown: self.stop.clone(),
-            info: SessionInfo {
-                id,
-                client: peer,
-                mode: self.mode,
-                user: None,
-            },
-            local,
+            info,
+            local: canonical(local),
             bindings: self.shared.bindings.clone(),
+            admission: self.shared.admission.clone(),
+            admitted: Some(admitted),
         };
-        self.sessions.spawn(
-            async move {
-                let _permit = permit;
-                driver::run(ctx, tcp).await;
-            }
-            .instrument(span),
-        );
+        self.sessions.spawn(driver::run(ctx, tcp).instrument(span));
     }
 }

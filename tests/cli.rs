@@ -133,6 +133,7 @@ fn serve_answers_and_stops_on_sigterm() {
     });
     let mut child = bin()
         .args(["--listen", "127.0.0.1:0", "--backend", &baddr.to_string()])
+        .args(["--backend-connect", "on-accept"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

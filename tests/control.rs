@@ -15,9 +15,16 @@ fn default_rule() -> Rule {
     Arc::new(|_| None)
 }
 
+/// These tests pin what the backend sees before TLS, so the backend is
+/// connected at accept (`backend_connect: on-accept`); `tests/lobby.rs`
+/// covers the default, after-tls.
+fn on_accept(s: &mut ftpsgate::Settings) {
+    s.backend_connect = ftpsgate::config::BackendConnect::OnAccept;
+}
+
 fn setup() -> (Scripted, Proxy) {
     let backend = Scripted::start("220 legacy ready\r\n", default_rule());
-    let proxy = Proxy::spawn(backend.addr, |_| {});
+    let proxy = Proxy::spawn(backend.addr, on_accept);
     (backend, proxy)
 }
 
@@ -27,7 +34,7 @@ fn multi_line_greeting_is_relayed_verbatim() {
         "220-Welcome\r\n220-to legacy\r\n220 ready\r\n",
         default_rule(),
     );
-    let proxy = Proxy::spawn(backend.addr, |_| {});
+    let proxy = Proxy::spawn(backend.addr, on_accept);
     let (_c, g) = Client::connect(proxy.addr);
     assert_eq!(g.lines, ["220-Welcome", "220-to legacy", "220 ready"]);
 }
@@ -172,7 +179,7 @@ fn feat_before_and_after_auth() {
                 .then(|| "500 Unknown command\r\n".into())
         }),
     );
-    let proxy = Proxy::spawn(backend.addr, |_| {});
+    let proxy = Proxy::spawn(backend.addr, on_accept);
     let (mut c, _) = Client::connect(proxy.addr);
     let g = c.cmd("FEAT");
     assert_eq!(g.code, 211);
@@ -242,7 +249,7 @@ fn refused_transfer_leaves_no_data_listener() {
                 .then(|| "227 Entering Passive Mode (127,0,0,1,0,9)\r\n".into())
         }),
     );
-    let proxy = Proxy::spawn(backend.addr, |_| {});
+    let proxy = Proxy::spawn(backend.addr, on_accept);
     let (mut c, _) = Client::connect(proxy.addr);
     c.auth_tls();
     c.cmd("USER a");
@@ -352,7 +359,7 @@ fn inner_lines_that_look_like_replies_are_padded() {
             })
         }),
     );
-    let proxy = Proxy::spawn(backend.addr, |_| {});
+    let proxy = Proxy::spawn(backend.addr, on_accept);
     let (mut c, _) = Client::connect(proxy.addr);
     c.auth_tls();
     c.cmd("USER a");
@@ -411,7 +418,7 @@ fn quit_and_backend_failures() {
     assert!(backend.saw("QUIT"));
 
     // Backend down at connect: 421 and close.
-    let proxy = Proxy::spawn(dead_port(), |_| {});
+    let proxy = Proxy::spawn(dead_port(), on_accept);
     let (mut c, g) = Client::connect(proxy.addr);
     assert_eq!(g.code, 421);
     assert!(c.try_read().is_none());
@@ -421,7 +428,7 @@ fn quit_and_backend_failures() {
         "220 hi\r\n",
         Arc::new(|l: &str| l.starts_with("SITE").then(|| "421 bye\r\n".into())),
     );
-    let proxy = Proxy::spawn(backend.addr, |_| {});
+    let proxy = Proxy::spawn(backend.addr, on_accept);
     let (mut c, _) = Client::connect(proxy.addr);
     c.auth_tls();
     assert_eq!(c.cmd("SITE x").code, 421);

@@ -141,7 +141,11 @@ fn a_client_that_stops_reading_is_disconnected_and_its_backend_closed() {
         "220 hi\r\n",
         Arc::new(move |l: &str| l.starts_with("HELP").then(|| help.clone())),
     );
-    let proxy = Proxy::spawn(backend.addr, |s| s.idle_timeout = Duration::from_secs(2));
+    let proxy = Proxy::spawn(backend.addr, |s| {
+        s.idle_timeout = Duration::from_secs(2);
+        // HELP before TLS reaches the backend only when it is connected at accept.
+        s.backend_connect = ftpsgate::config::BackendConnect::OnAccept;
+    });
     let (mut c, _) = Client::connect(proxy.addr);
     assert!(backend.wait_open(1, Duration::from_secs(5)));
     c.send_raw(&b"HELP\r\n".repeat(2000));
@@ -172,6 +176,7 @@ fn hiding_the_backend_address_never_corrupts_paths() {
     );
     let proxy = Proxy::spawn(backend.addr, |s| {
         s.listen = vec!["127.0.0.3:0".parse().unwrap()];
+        s.backend_connect = ftpsgate::config::BackendConnect::OnAccept;
         s.backend = BackendAddr {
             host: Host::Name("localhost".into()),
             port: backend.addr.port(),

@@ -74,7 +74,10 @@ fn direct_noop(b: &dyn FtpBackend) -> u16 {
 fn a_10_kib_line_gets_500_and_the_next_command_its_answer() {
     for b in backends() {
         let expected = direct_noop(b.as_ref());
-        let proxy = Proxy::spawn(b.addr(), |_| {});
+        // NOOP before TLS reaches the backend only when it is connected at accept.
+        let proxy = Proxy::spawn(b.addr(), |s| {
+            s.backend_connect = ftpsgate::config::BackendConnect::OnAccept
+        });
         let (mut c, _) = Client::connect(proxy.addr);
         let mut line = vec![b'A'; 10 * 1024];
         line.extend_from_slice(b"\r\n");

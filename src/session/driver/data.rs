@@ -27,13 +27,16 @@ impl Driver<'_> {
         // address): the client comes back over IPv4 from an address the
         // control peer cannot vouch for, so any IPv4 peer may connect and the
         // transfer must prove itself with the TLS session binding instead.
-        let cross_family = !extended && self.ctx.local.is_ipv6();
+        let cross_family = !extended && self.front.ctx.local.is_ipv6();
         let (bind_ip, peer) = if cross_family {
             (IpAddr::V4(Ipv4Addr::UNSPECIFIED), None)
         } else {
-            (self.ctx.local.ip(), Some(self.ctx.info.client.ip()))
+            (
+                self.front.ctx.local.ip(),
+                Some(self.front.ctx.info.client.ip()),
+            )
         };
-        let (listener, lease) = match self.ctx.pool.bind(bind_ip) {
+        let (listener, lease) = match self.front.ctx.pool.bind(bind_ip) {
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, "no passive port");
@@ -53,14 +56,17 @@ impl Driver<'_> {
             self.prot.subscribe(),
             self.data_tls(),
         );
-        self.session.set_data(DataSetup {
+        self.front.session.set_data(DataSetup {
             client: ClientData::Passive(accept),
             backend,
             binding_required: cross_family,
         });
-        let advertised =
-            rewrite::advertised_v4(self.ctx.live.settings.public_address, self.ctx.local.ip());
-        self.client
+        let advertised = rewrite::advertised_v4(
+            self.front.ctx.live.settings.public_address,
+            self.front.ctx.local.ip(),
+        );
+        self.front
+            .client
             .send(&rewrite::passive_reply(extended, advertised, port))
             .await
     }
@@ -70,7 +76,7 @@ impl Driver<'_> {
         let Some(backend) = self.backend_leg().await? else {
             return Ok(());
         };
-        self.session.set_data(DataSetup {
+        self.front.session.set_data(DataSetup {
             client: ClientData::Active(target),
             backend,
             binding_required: false,
@@ -82,15 +88,15 @@ impl Driver<'_> {
     /// The data TLS acceptor and this session's reuse binding.
     pub(super) fn data_tls(&self) -> DataTls {
         DataTls {
-            acceptor: TlsAcceptor::from(self.ctx.live.tls.data.clone()),
-            binding: self.binding.clone(),
+            acceptor: TlsAcceptor::from(self.front.ctx.live.tls.data.clone()),
+            binding: self.front.binding.clone(),
         }
     }
 
     /// Prepares the backend side of a data connection. When the backend
     /// refuses, its reply is relayed (or 425 sent) and the result is `None`.
     async fn backend_leg(&mut self) -> Result<Option<BackendLeg>, SessionError> {
-        match self.ctx.live.settings.backend_data {
+        match self.front.ctx.live.settings.backend_data {
             BackendData::Passive => {
                 let cmd = rewrite::backend_passive_command(self.backend.peer);
                 self.backend.send(&cmd).await?;

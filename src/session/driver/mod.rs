@@ -10,6 +10,7 @@
 
 mod control;
 mod data;
+mod lobby;
 mod transfer;
 mod upgrade;
 
@@ -24,8 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use self::control::{BackendCtl, ClientCtl, ClientEvent};
+use self::lobby::{Exit, Lobby};
 use super::policy::{self, Verdict};
 use super::{Action, Login, Policy, Prot, Refusal, Session};
+use crate::admission::{Admission, Admitted};
+use crate::config::BackendConnect;
 use crate::data::ports::PortPool;
 use crate::data::transfer::DataSetup;
 use crate::error::{disposition, Failure, SessionError};
@@ -57,6 +61,10 @@ pub struct SessionContext {
     pub local: SocketAddr,
     /// Every live control session's TLS binding.
     pub bindings: Arc<Bindings>,
+    /// Limits and bans, for reporting failed logins.
+    pub admission: Arc<Admission>,
+    /// This session's place under the limits; freed before `Closed` is reported.
+    pub admitted: Option<Admitted>,
 }
 
 impl SessionContext {
@@ -104,59 +112,74 @@ pub async fn run(mut ctx: SessionContext, tcp: TcpStream) {
         }
     };
     client.close().await;
+    ctx.admitted.take();
     ctx.emit(SessionEvent::Closed {
         error,
         duration: started.elapsed(),
     });
 }
 
-/// TLS first on the implicit listener, then the backend, then the command loop.
+/// TLS first on the implicit listener, then (after TLS under
+/// `backend_connect: after-tls`) the backend, then the command loop.
 async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), SessionError> {
+    let session = Session::new(ctx.policy(), ctx.info.client.ip());
     let binding = Arc::new(ctx.bindings.register(ctx.info.client.ip()));
-    let mut session = Session::new(ctx.policy(), ctx.info.client.ip());
-    let mut client_cert = None;
-    if ctx.policy().implicit {
-        let config = ctx.live.tls.control.clone();
-        let tls = upgrade::start_tls(client, config, binding.token()).await?;
-        session.on_tls_established();
-        ctx.audit_client_cert(&tls);
-        client_cert = tls.client_cert;
-        ctx.emit(SessionEvent::TlsEstablished(tls.details));
+    let implicit = ctx.policy().implicit;
+    let lobby = !implicit && ctx.live.settings.backend_connect == BackendConnect::AfterTls;
+    let mut front = Front {
+        ctx,
+        client,
+        session,
+        binding,
+        client_cert: None,
+    };
+    if implicit {
+        front.secure().await?;
     }
-    let (backend, elapsed) = match BackendCtl::connect(&ctx.live.settings.backend).await {
-        Ok(connected) => connected,
+    let mut lobby = match lobby {
+        true => Some(Lobby::new(&mut front)),
+        false => None,
+    };
+    let exit = match lobby.as_mut() {
+        Some(l) => l.run().await?,
+        None => Exit::Greet,
+    };
+    let replay = lobby.map(Lobby::into_replay).unwrap_or_default();
+    if matches!(exit, Exit::Quit) {
+        return Ok(());
+    }
+    let backend = connect_backend(front.ctx).await?;
+    let mut driver = Driver::new(front, backend);
+    match exit {
+        Exit::Greet => driver.greeting().await?,
+        Exit::Secured | Exit::Run(_) => driver.swallow_greeting(replay).await?,
+        Exit::Quit => {}
+    }
+    if let Exit::Run(action) = exit {
+        if driver.execute(action).await? {
+            return Ok(());
+        }
+    }
+    driver.command_loop().await
+}
+
+/// Connects to the backend and reports it.
+async fn connect_backend(ctx: &mut SessionContext) -> Result<BackendCtl, SessionError> {
+    match BackendCtl::connect(&ctx.live.settings.backend).await {
+        Ok((backend, elapsed)) => {
+            ctx.emit(SessionEvent::BackendConnected {
+                backend: backend.peer,
+                elapsed,
+            });
+            Ok(backend)
+        }
         Err(e) => {
             ctx.emit(SessionEvent::BackendUnreachable {
                 error: e.to_string(),
             });
-            return Err(e);
+            Err(e)
         }
-    };
-    ctx.emit(SessionEvent::BackendConnected {
-        backend: backend.peer,
-        elapsed,
-    });
-    let hide = Hide {
-        backend: backend.peer,
-        backend_name: ctx.live.settings.backend.name().map(str::to_string),
-        proxy: ctx.local,
-        proxy_backend_side: backend.local,
-        client: ctx.info.client,
-    };
-    let (prot, _) = watch::channel(session.prot());
-    let mut driver = Driver {
-        ctx,
-        client,
-        session,
-        backend,
-        hide,
-        deferred: VecDeque::new(),
-        prot,
-        binding,
-        client_cert,
-    };
-    driver.greeting().await?;
-    driver.command_loop().await
+    }
 }
 
 /// What one client event amounts to.
@@ -169,58 +192,29 @@ enum Next {
     End,
 }
 
-/// One session's control loop, with the backend connected.
-struct Driver<'a> {
+/// The client side of a session, with or without a backend: the control
+/// connection, the protocol state, and the TLS binding.
+struct Front<'a> {
     ctx: &'a mut SessionContext,
     client: &'a mut ClientCtl,
     session: Session<DataSetup>,
-    backend: BackendCtl,
-    hide: Hide,
-    deferred: VecDeque<ClientEvent>,
-    /// The PROT level, for passive accepts that start TLS on arrival.
-    prot: watch::Sender<Prot>,
     /// The control session's TLS reuse binding.
     binding: Arc<Binding>,
     /// The control connection's client certificate (leaf, DER).
     client_cert: Option<Vec<u8>>,
 }
 
-impl Driver<'_> {
-    /// Relays the backend's greeting (120 then 220 possible, PROTOCOL.md §2.1).
-    async fn greeting(&mut self) -> Result<(), SessionError> {
-        loop {
-            let r = self.backend.reply().await?;
-            let (done, ok) = (!r.is_preliminary(), r.code == 220);
-            self.relay(r).await?;
-            match (done, ok) {
-                (true, true) => return Ok(()),
-                (true, false) => return Err(SessionError::BackendRefused),
-                _ => {}
-            }
-        }
-    }
+/// One session's control loop, with the backend connected.
+struct Driver<'a> {
+    front: Front<'a>,
+    backend: BackendCtl,
+    hide: Hide,
+    deferred: VecDeque<ClientEvent>,
+    /// The PROT level, for passive accepts that start TLS on arrival.
+    prot: watch::Sender<Prot>,
+}
 
-    async fn command_loop(&mut self) -> Result<(), SessionError> {
-        loop {
-            let event = match self.deferred.pop_front() {
-                Some(ev) => ev,
-                None => self.wait_client().await?,
-            };
-            let cmd = match self.frame(event).await? {
-                Next::Command(cmd) => cmd,
-                Next::Skip => continue,
-                Next::End => return Ok(()),
-            };
-            let action = self.session.on_command(cmd);
-            for r in self.session.take_audits() {
-                self.ctx.emit(SessionEvent::PolicyAudited(r));
-            }
-            if self.execute(action).await? {
-                return Ok(());
-            }
-        }
-    }
-
+impl Front<'_> {
     /// Turns a client event into a command, answering lines that are not one.
     async fn frame(&mut self, event: ClientEvent) -> Result<Next, SessionError> {
         let line = match event {
@@ -248,9 +242,133 @@ impl Driver<'_> {
         Ok(Next::Command(cmd))
     }
 
+    /// The session's decision on `cmd`, reporting what audit mode let through.
+    fn decide(&mut self, cmd: Command) -> Action<DataSetup> {
+        let action = self.session.on_command(cmd);
+        for r in self.session.take_audits() {
+            self.ctx.emit(SessionEvent::PolicyAudited(r));
+        }
+        action
+    }
+
+    /// Sends the reply for a failure that keeps the session.
+    async fn fail(&mut self, failure: Failure<'_>) -> Result<(), SessionError> {
+        match disposition(&failure).reply {
+            Some(r) => self.client.send(&r).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn refuse(&mut self, refusal: Refusal) -> Result<(), SessionError> {
+        self.ctx.emit(SessionEvent::PolicyRefused(refusal));
+        self.client.send(&refusal.reply()).await
+    }
+
+    async fn reply(&mut self, code: u16, text: &str) -> Result<(), SessionError> {
+        self.client.send(&Reply::new(code, text)).await
+    }
+
+    /// AUTH TLS accepted: 234, then the handshake. `queued` says commands
+    /// are waiting behind it (queued during a transfer).
+    async fn auth_tls(&mut self, queued: bool) -> Result<(), SessionError> {
+        self.reply(234, "AUTH TLS successful; start the TLS handshake.")
+            .await?;
+        if self.client.has_buffered() || queued {
+            // STARTTLS command injection (CVE-2011-1575 class): never run plaintext
+            // that was pipelined behind AUTH (or queued behind a transfer before
+            // it) inside the TLS session.
+            return Err(SessionError::Pipelined("AUTH"));
+        }
+        self.secure().await
+    }
+
+    /// The control TLS handshake (implicit listener, or after 234).
+    async fn secure(&mut self) -> Result<(), SessionError> {
+        let config = self.ctx.live.tls.control.clone();
+        let timeout = self.ctx.live.settings.handshake_timeout;
+        let tls = upgrade::start_tls(self.client, config, self.binding.token(), timeout).await?;
+        self.session.on_tls_established();
+        self.ctx.audit_client_cert(&tls);
+        self.client_cert = tls.client_cert;
+        self.ctx.emit(SessionEvent::TlsEstablished(tls.details));
+        Ok(())
+    }
+}
+
+impl<'a> Driver<'a> {
+    fn new(front: Front<'a>, backend: BackendCtl) -> Driver<'a> {
+        let hide = Hide {
+            backend: backend.peer,
+            backend_name: front.ctx.live.settings.backend.name().map(str::to_string),
+            proxy: front.ctx.local,
+            proxy_backend_side: backend.local,
+            client: front.ctx.info.client,
+        };
+        let (prot, _) = watch::channel(front.session.prot());
+        Driver {
+            front,
+            backend,
+            hide,
+            deferred: VecDeque::new(),
+            prot,
+        }
+    }
+
+    /// Relays the backend's greeting (120 then 220 possible, PROTOCOL.md §2.1).
+    async fn greeting(&mut self) -> Result<(), SessionError> {
+        loop {
+            let r = self.backend.reply().await?;
+            let (done, ok) = (!r.is_preliminary(), r.code == 220);
+            self.relay(r).await?;
+            match (done, ok) {
+                (true, true) => return Ok(()),
+                (true, false) => return Err(SessionError::BackendRefused),
+                _ => {}
+            }
+        }
+    }
+
+    /// The client was greeted by ftpsgate: the backend's greeting is read
+    /// but not relayed (a refusal becomes 421), then the commands the lobby
+    /// noted (HOST, OPTS) are replayed, their answers logged.
+    async fn swallow_greeting(&mut self, replay: Vec<Command>) -> Result<(), SessionError> {
+        loop {
+            let r = self.backend.reply().await?;
+            match r.code {
+                100..=199 => continue,
+                220 => break,
+                _ => return Err(SessionError::BackendGoodbye(Reply::new(421, r.text()))),
+            }
+        }
+        for cmd in replay {
+            self.backend.send(&cmd).await?;
+            let r = self.backend.reply().await?;
+            debug!(%cmd, code = r.code, "replayed to the backend");
+        }
+        Ok(())
+    }
+
+    async fn command_loop(&mut self) -> Result<(), SessionError> {
+        loop {
+            let event = match self.deferred.pop_front() {
+                Some(ev) => ev,
+                None => self.wait_client().await?,
+            };
+            let cmd = match self.front.frame(event).await? {
+                Next::Command(cmd) => cmd,
+                Next::Skip => continue,
+                Next::End => return Ok(()),
+            };
+            let action = self.front.decide(cmd);
+            if self.execute(action).await? {
+                return Ok(());
+            }
+        }
+    }
+
     /// Waits for the next client event, the idle timeout, shutdown, or an unsolicited backend reply.
     async fn wait_client(&mut self) -> Result<ClientEvent, SessionError> {
-        let idle = self.ctx.live.settings.idle_timeout;
+        let idle = self.front.ctx.live.settings.idle_timeout;
         tokio::select! {
             // Backend input first: a surplus reply must never wait behind the
             // next client command and then be taken as its answer.
@@ -262,26 +380,26 @@ impl Driver<'_> {
                 }
                 Err(SessionError::Unsolicited(r.code))
             }
-            ev = self.client.next() => ev.map_err(SessionError::ClientIo),
+            ev = self.front.client.next() => ev.map_err(SessionError::ClientIo),
             _ = tokio::time::sleep(idle) => Err(SessionError::Idle),
-            _ = self.ctx.shutdown.cancelled() => Err(SessionError::Shutdown),
+            _ = self.front.ctx.shutdown.cancelled() => Err(SessionError::Shutdown),
         }
     }
 
     /// Carries out one action. Returns true when the session is over.
     async fn execute(&mut self, action: Action<DataSetup>) -> Result<bool, SessionError> {
         match action {
-            Action::Reply(r) => self.client.send(&r).await?,
-            Action::Refuse(refusal) => self.refuse(refusal).await?,
+            Action::Reply(r) => self.front.client.send(&r).await?,
+            Action::Refuse(refusal) => self.front.refuse(refusal).await?,
             Action::RefuseTransfer { cmd, refusal } => {
-                self.refuse(refusal).await?;
+                self.front.refuse(refusal).await?;
                 self.record_refused(&cmd, refusal);
             }
             Action::SetProt(level, r) => {
                 self.prot.send_replace(level);
-                self.client.send(&r).await?;
+                self.front.client.send(&r).await?;
             }
-            Action::StartTls => self.start_tls().await?,
+            Action::StartTls => self.front.auth_tls(!self.deferred.is_empty()).await?,
             Action::ClearControl => self.clear_control().await?,
             Action::Forward(cmd) => self.forward(&cmd).await?,
             Action::Feat(cmd) => self.feat(&cmd).await?,
@@ -301,28 +419,18 @@ impl Driver<'_> {
         Ok(false)
     }
 
-    /// Sends the reply for a failure that keeps the session; a session failure is returned.
-    async fn fail(&mut self, failure: Failure<'_>) -> Result<(), SessionError> {
-        let d = disposition(&failure);
-        if let Some(r) = &d.reply {
-            self.client.send(r).await?;
-        }
-        Ok(())
-    }
-
-    async fn refuse(&mut self, refusal: Refusal) -> Result<(), SessionError> {
-        self.ctx.emit(SessionEvent::PolicyRefused(refusal));
-        self.client.send(&refusal.reply()).await
-    }
-
     async fn reply(&mut self, code: u16, text: &str) -> Result<(), SessionError> {
-        self.client.send(&Reply::new(code, text)).await
+        self.front.reply(code, text).await
+    }
+
+    async fn fail(&mut self, failure: Failure<'_>) -> Result<(), SessionError> {
+        self.front.fail(failure).await
     }
 
     /// Relays a backend reply with the backend's address hidden.
     async fn relay(&mut self, mut reply: Reply) -> Result<(), SessionError> {
         rewrite::hide_backend(&mut reply, &self.hide);
-        self.client.send(&reply).await
+        self.front.client.send(&reply).await
     }
 
     /// Sends a command and relays replies up to the final one.
@@ -334,12 +442,21 @@ impl Driver<'_> {
                 self.relay(r).await?;
                 continue;
             }
-            match self.session.on_reply(cmd, &r) {
+            match self.front.session.on_reply(cmd, &r) {
                 Some(Login::Succeeded(user)) => {
-                    self.binding.logged_in(&user);
-                    self.ctx.emit(SessionEvent::LoginSucceeded);
+                    self.front.binding.logged_in(&user);
+                    self.front.ctx.emit(SessionEvent::LoginSucceeded);
                 }
-                Some(Login::Failed(_, code)) => self.ctx.emit(SessionEvent::LoginFailed { code }),
+                Some(Login::Failed(_, code)) => {
+                    let ctx = &mut self.front.ctx;
+                    ctx.emit(SessionEvent::LoginFailed { code });
+                    let ip = ctx.info.client.ip();
+                    if let Some(until) = ctx.admission.login_failed(ip, &ctx.live.settings) {
+                        ctx.emit(SessionEvent::Banned { until });
+                        self.relay(r).await?;
+                        return Err(SessionError::Banned);
+                    }
+                }
                 None => {}
             }
             return self.relay(r).await;
@@ -368,26 +485,8 @@ impl Driver<'_> {
             .await
     }
 
-    async fn start_tls(&mut self) -> Result<(), SessionError> {
-        self.reply(234, "AUTH TLS successful; start the TLS handshake.")
-            .await?;
-        if self.client.has_buffered() || !self.deferred.is_empty() {
-            // STARTTLS command injection (CVE-2011-1575 class): never run plaintext
-            // that was pipelined behind AUTH (or queued behind a transfer before
-            // it) inside the TLS session.
-            return Err(SessionError::Pipelined("AUTH"));
-        }
-        let config = self.ctx.live.tls.control.clone();
-        let tls = upgrade::start_tls(self.client, config, self.binding.token()).await?;
-        self.session.on_tls_established();
-        self.ctx.audit_client_cert(&tls);
-        self.client_cert = tls.client_cert;
-        self.ctx.emit(SessionEvent::TlsEstablished(tls.details));
-        Ok(())
-    }
-
     async fn clear_control(&mut self) -> Result<(), SessionError> {
-        if self.client.has_buffered() || !self.deferred.is_empty() {
+        if self.front.client.has_buffered() || !self.deferred.is_empty() {
             // Nothing sent under TLS after CCC may be read as plaintext, and vice versa.
             return Err(SessionError::Pipelined("CCC"));
         }
@@ -396,6 +495,6 @@ impl Driver<'_> {
             "CCC accepted; control connection continues in plaintext.",
         )
         .await?;
-        upgrade::clear_control(self.client).await
+        upgrade::clear_control(self.front.client).await
     }
 }

@@ -61,7 +61,7 @@ impl Driver<'_> {
             }
         }
         record.duration = started.elapsed();
-        self.ctx.emit(SessionEvent::TransferFinished(record));
+        self.front.ctx.emit(SessionEvent::TransferFinished(record));
         result
     }
 
@@ -74,7 +74,7 @@ impl Driver<'_> {
         let mut record = self.new_record(cmd, upload, None);
         record.code = refusal.reply().code;
         record.result = TransferResult::Refused(refusal);
-        self.ctx.emit(SessionEvent::TransferFinished(record));
+        self.front.ctx.emit(SessionEvent::TransferFinished(record));
     }
 
     fn new_record(&self, cmd: &Command, upload: bool, mode: Option<DataMode>) -> TransferRecord {
@@ -91,14 +91,14 @@ impl Driver<'_> {
             duration: std::time::Duration::ZERO,
             code: 0,
             data_tls: None,
-            prot: self.session.prot(),
+            prot: self.front.session.prot(),
             data_mode: mode,
             result: TransferResult::Complete,
         }
     }
 
     fn plan(&self, direction: Direction, protect: bool, binding_required: bool) -> Plan {
-        let s = &self.ctx.live.settings;
+        let s = &self.front.ctx.live.settings;
         Plan {
             direction,
             protect,
@@ -108,11 +108,11 @@ impl Driver<'_> {
             data_timeout: s.data_timeout,
             stall_timeout: s.stall_timeout,
             upload_eof: s.upload_eof,
-            client_facing_ip: self.ctx.local.ip(),
+            client_facing_ip: self.front.ctx.local.ip(),
             backend_facing_ip: self.backend.local.ip(),
             backend_ip: self.backend.peer.ip(),
             tls: self.data_tls(),
-            control_cert: self.client_cert.clone(),
+            control_cert: self.front.client_cert.clone(),
         }
     }
 
@@ -153,13 +153,13 @@ impl Driver<'_> {
         record.code = reply.as_ref().map_or(0, |r| r.code);
         record.result = match e {
             DataError::Policy(refusal) => {
-                self.ctx.emit(SessionEvent::PolicyRefused(refusal));
+                self.front.ctx.emit(SessionEvent::PolicyRefused(refusal));
                 TransferResult::Refused(refusal)
             }
             e => TransferResult::Failed(e),
         };
         match reply {
-            Some(r) => self.client.send(&r).await,
+            Some(r) => self.front.client.send(&r).await,
             None => Ok(()),
         }
     }
@@ -199,7 +199,7 @@ impl Driver<'_> {
                 _ = tokio::time::sleep_until(deadline), if p.deadline.is_some() => {
                     return Err(SessionError::NoFinalReply);
                 }
-                ev = self.client.next() => {
+                ev = self.front.client.next() => {
                     let ev = ev.map_err(SessionError::ClientIo)?;
                     if self.client_during_transfer(ev, running, &mut p).await? {
                         break;
@@ -223,7 +223,7 @@ impl Driver<'_> {
         match ev {
             ClientEvent::Line(ref line) => {
                 let abort = Command::parse(line)
-                    .is_ok_and(|c| self.session.during_transfer(&c) == DuringTransfer::Abort);
+                    .is_ok_and(|c| self.front.session.during_transfer(&c) == DuringTransfer::Abort);
                 if abort {
                     p.aborted = true;
                     running.cancel();
@@ -270,7 +270,7 @@ impl Driver<'_> {
             .outcome
             .unwrap_or_else(|| TransferOutcome::failed(DataError::Aborted, None));
         for r in audits {
-            self.ctx.emit(SessionEvent::PolicyAudited(r));
+            self.front.ctx.emit(SessionEvent::PolicyAudited(r));
         }
         record.bytes = outcome.bytes;
         record.data_tls = tls;

@@ -17,8 +17,6 @@ use crate::events::TlsDetails;
 use crate::stream::{MaybeTls, Tcp};
 use crate::tls::reuse::Token;
 
-/// The control TLS handshake.
-pub const CONTROL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long to wait for the client's close_notify after CCC (the whole drain).
 pub const CCC_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest TLS record (2^14 plus the most expansion TLS allows).
@@ -38,6 +36,7 @@ pub async fn start_tls(
     client: &mut ClientCtl,
     config: Arc<ServerConfig>,
     token: Token,
+    timeout: Duration,
 ) -> Result<Established, SessionError> {
     let Some(MaybeTls::Plain(tcp)) = client.stream.take() else {
         return Err(SessionError::Internal("TLS requested on a TLS stream"));
@@ -45,7 +44,7 @@ pub async fn start_tls(
     let accept = TlsAcceptor::from(config).accept_with(Tcp::for_handshake(tcp), move |conn| {
         conn.set_resumption_data(token.as_bytes())
     });
-    let mut tls = tokio::time::timeout(CONTROL_HANDSHAKE_TIMEOUT, accept)
+    let mut tls = tokio::time::timeout(timeout, accept)
         .await
         .map_err(|_| SessionError::HandshakeTimeout)?
         .map_err(SessionError::Handshake)?;
