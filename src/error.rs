@@ -224,6 +224,10 @@ fn transfer_reply(e: &DataError) -> Reply {
             "Upload ended without TLS close_notify; transfer aborted.",
         ),
         DataError::Stalled => Reply::new(426, "Data connection stalled; transfer aborted."),
+        DataError::TooLarge(max) => Reply::new(
+            552,
+            format!("Upload exceeds the maximum size of {max} bytes; transfer aborted."),
+        ),
         DataError::Client(_) | DataError::Backend(_) | DataError::Aborted => {
             Reply::new(426, "Connection closed; transfer aborted.")
         }

@@ -20,6 +20,7 @@ use tracing::{info, warn, Instrument};
 use crate::admission::Admission;
 use crate::config::Settings;
 use crate::data::ports::{listen_on, PortPool};
+use crate::data::rate::Rate;
 use crate::events::{Events, SessionEvent, SessionInfo};
 use crate::ftp::addr::canonical;
 use crate::live::{Live, LiveState};
@@ -112,11 +113,7 @@ impl Server {
             pool: PortPool::new(settings.passive_ports),
             admission: Admission::new(settings.max_sessions),
             events,
-            live: LiveState::new(Live {
-                settings,
-                tls,
-                generation: 1,
-            }),
+            live: LiveState::new(Live::new(settings, tls, 1)),
             bindings: Bindings::new(),
             next_id: AtomicU64::new(1),
         });
@@ -238,6 +235,7 @@ impl Acceptor {
             return;
         };
         let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty);
+        let rate = live.settings.rate_session.map(Rate::new);
         let ctx = SessionContext {
             live,
             pool: self.shared.pool.clone(),
@@ -247,6 +245,7 @@ impl Acceptor {
             local: canonical(local),
             bindings: self.shared.bindings.clone(),
             admission: self.shared.admission.clone(),
+            rate,
             admitted: Some(admitted),
         };
         self.sessions.spawn(driver::run(ctx, tcp).instrument(span));

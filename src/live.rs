@@ -11,6 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Settings;
+use crate::data::rate::Rate;
 use crate::tls::TlsContext;
 
 /// One generation of the changeable state.
@@ -19,8 +20,22 @@ pub struct Live {
     pub settings: Settings,
     /// TLS configurations built from them.
     pub tls: TlsContext,
+    /// The bandwidth cap all transfers share (`rate_total`).
+    pub rate_total: Option<Arc<Rate>>,
     /// 1 for the state the proxy started with, +1 per accepted reload.
     pub generation: u64,
+}
+
+impl Live {
+    /// The state for `settings` and `tls`, generation `generation`.
+    pub fn new(settings: Settings, tls: TlsContext, generation: u64) -> Live {
+        Live {
+            rate_total: settings.rate_total.map(Rate::new),
+            settings,
+            tls,
+            generation,
+        }
+    }
 }
 
 /// The handle sessions take their snapshot from.

@@ -7,6 +7,7 @@
 
 pub mod connect;
 pub mod ports;
+pub mod rate;
 pub mod relay;
 pub mod transfer;
 
@@ -55,6 +56,9 @@ pub enum DataError {
     /// The backend leg failed mid-transfer, or the backend did not confirm it.
     #[error("backend data connection failed: {0}")]
     Backend(io::ErrorKind),
+    /// An upload went past `max_upload` (552).
+    #[error("upload larger than the maximum of {0} bytes")]
+    TooLarge(u64),
     /// No byte moved for the stall timeout.
     #[error("data transfer stalled")]
     Stalled,

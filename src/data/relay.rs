@@ -16,6 +16,7 @@
 //! that counter move at the receiving peer's pace.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::rate::{self, Rate};
 use super::{DataError, CLOSE_NOTIFY_GRACE};
 use crate::config::UploadEof;
 use crate::stream::MaybeTls;
@@ -50,18 +52,30 @@ pub struct Outcome {
     pub lenient_eof: bool,
 }
 
+/// What bounds one transfer.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// No byte moved for this long fails the transfer.
+    pub stall: Duration,
+    /// Bandwidth caps that apply (session, total).
+    pub rates: Vec<Arc<Rate>>,
+    /// An upload past this many bytes is aborted.
+    pub max_upload: Option<u64>,
+    /// Upload ending without close_notify: strict or lenient.
+    pub eof: UploadEof,
+}
+
 /// Moves one transfer's bytes; `upload` is client → backend.
 pub async fn relay(
     mut client: MaybeTls,
     mut backend: TcpStream,
     upload: bool,
-    eof: UploadEof,
+    limits: &Limits,
     cancel: CancellationToken,
     finish: Option<oneshot::Receiver<bool>>,
-    stall: Duration,
 ) -> Outcome {
     let moved = Progress::default();
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut buf = vec![0u8; rate::chunk(&limits.rates, BUF_SIZE)];
     // Writes complete as the peer takes bytes, not when megabytes of send
     // buffer free up at once: a slow but live reader shows progress at its own
     // pace, a peer that takes nothing shows none (and is a stall).
@@ -75,15 +89,15 @@ pub async fn relay(
     }
     let pump = async {
         if upload {
-            pump_upload(&mut client, &mut backend, &mut buf, &moved, eof).await
+            pump_upload(&mut client, &mut backend, &mut buf, &moved, limits).await
         } else {
-            pump_download(&mut backend, &mut client, &mut buf, &moved, finish).await
+            pump_download(&mut backend, &mut client, &mut buf, &moved, limits, finish).await
         }
     };
     let result = tokio::select! {
         r = pump => r,
         _ = cancel.cancelled() => Err(DataError::Aborted),
-        _ = watchdog(&moved, stall) => Err(DataError::Stalled),
+        _ = watchdog(&moved, limits.stall) => Err(DataError::Stalled),
     };
     let bytes = moved.bytes.load(Ordering::Relaxed);
     match result {
@@ -121,6 +135,7 @@ async fn pump_download(
     client: &mut MaybeTls,
     buf: &mut [u8],
     moved: &Progress,
+    limits: &Limits,
     finish: Option<oneshot::Receiver<bool>>,
 ) -> Result<bool, DataError> {
     loop {
@@ -128,6 +143,7 @@ async fn pump_download(
         if n == 0 {
             break;
         }
+        rate::pace(&limits.rates, n).await;
         write_counted(client, &buf[..n], moved)
             .await
             .map_err(DataError::client)?;
@@ -153,17 +169,24 @@ async fn pump_upload(
     backend: &mut TcpStream,
     buf: &mut [u8],
     moved: &Progress,
-    eof: UploadEof,
+    limits: &Limits,
 ) -> Result<bool, DataError> {
     let mut lenient_eof = false;
     loop {
         match client.read(buf).await {
             Ok(0) => break,
-            Ok(n) => write_counted(backend, &buf[..n], moved)
-                .await
-                .map_err(DataError::backend)?,
+            Ok(n) => {
+                let total = moved.bytes.load(Ordering::Relaxed) + n as u64;
+                if let Some(max) = limits.max_upload.filter(|&max| total > max) {
+                    return Err(DataError::TooLarge(max));
+                }
+                rate::pace(&limits.rates, n).await;
+                write_counted(backend, &buf[..n], moved)
+                    .await
+                    .map_err(DataError::backend)?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && client.is_tls() => {
-                if eof == UploadEof::Strict {
+                if limits.eof == UploadEof::Strict {
                     return Err(DataError::Truncated);
                 }
                 lenient_eof = true;

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::connect::{self, ClientLeg, DataTls, PassiveAccept};
 use super::relay;
 use super::DataError;
-use crate::config::{Requirement, Reuse, UploadEof};
+use crate::config::{Requirement, Reuse};
 use crate::events::{DataMode, Direction, TlsDetails};
 use crate::session::policy::{self, Verdict};
 use crate::session::Refusal;
@@ -78,10 +78,8 @@ pub struct Plan {
     pub peer_unchecked: bool,
     /// How long the client has to open its data connection.
     pub data_timeout: Duration,
-    /// How long the transfer may move no byte.
-    pub stall_timeout: Duration,
-    /// Upload ending without close_notify: strict or lenient.
-    pub upload_eof: UploadEof,
+    /// Stall timeout, bandwidth caps, upload size and EOF rules.
+    pub limits: relay::Limits,
     /// Source address for active connects to the client.
     pub client_facing_ip: IpAddr,
     /// Source address for connects to the backend (its control connection's).
@@ -242,16 +240,7 @@ async fn run(
     let upload = plan.direction == Direction::Upload;
     let confirmed = (!upload).then_some(confirmed);
     let tls = leg.tls.clone();
-    let out = relay::relay(
-        leg.stream,
-        backend,
-        upload,
-        plan.upload_eof,
-        cancel,
-        confirmed,
-        plan.stall_timeout,
-    )
-    .await;
+    let out = relay::relay(leg.stream, backend, upload, &plan.limits, cancel, confirmed).await;
     TransferOutcome {
         relay: out,
         tls,

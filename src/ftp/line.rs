@@ -7,7 +7,7 @@
 //! ([`LineEvent::TooLong`], the session continues); if no terminator shows up
 //! within [`HARD_CAP`] bytes the peer is cut off ([`LineEvent::Overflow`]).
 
-/// Longest accepted command line, CRLF included (PROTOCOL.md §1.1).
+/// Longest accepted command line by default, CRLF included (PROTOCOL.md §1.1).
 pub const MAX_LINE: usize = 4096;
 /// Bytes discarded while looking for the end of an over-long line before giving up.
 pub const HARD_CAP: usize = 64 * 1024;
@@ -44,8 +44,10 @@ enum Telnet {
 }
 
 /// Incremental command-line decoder. Feed it bytes with [`LineDecoder::decode`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LineDecoder {
+    /// Longest line accepted, CRLF included.
+    max_line: usize,
     line: Vec<u8>,
     telnet: Telnet,
     /// Bytes seen for the current line (including discarded ones).
@@ -53,10 +55,28 @@ pub struct LineDecoder {
     overlong: bool,
 }
 
+impl Default for LineDecoder {
+    fn default() -> Self {
+        LineDecoder::with_max_line(MAX_LINE)
+    }
+}
+
 impl LineDecoder {
-    /// A fresh decoder.
+    /// A fresh decoder with the default line cap.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh decoder accepting lines up to `max_line` bytes (CRLF
+    /// included; at most [`HARD_CAP`]).
+    pub fn with_max_line(max_line: usize) -> Self {
+        LineDecoder {
+            max_line: max_line.min(HARD_CAP),
+            line: Vec::new(),
+            telnet: Telnet::default(),
+            seen: 0,
+            overlong: false,
+        }
     }
 
     /// True when part of a line (or a Telnet sequence) is buffered.
@@ -124,7 +144,7 @@ impl LineDecoder {
         if let Some(ev) = self.count() {
             return Some(ev);
         }
-        if self.seen > MAX_LINE - 1 {
+        if self.seen > self.max_line - 1 {
             self.overlong = true;
             self.line.clear();
         } else if !self.overlong {
@@ -137,7 +157,7 @@ impl LineDecoder {
     fn count(&mut self) -> Option<LineEvent> {
         self.seen += 1;
         if self.seen > HARD_CAP {
-            *self = Self::default();
+            *self = Self::with_max_line(self.max_line);
             return Some(LineEvent::Overflow);
         }
         None
@@ -229,6 +249,19 @@ mod tests {
         let mut input = vec![b'A'; MAX_LINE];
         input.extend_from_slice(b"\r\n");
         assert_eq!(all(&input), vec![LineEvent::TooLong]);
+    }
+
+    #[test]
+    fn the_cap_is_configurable() {
+        let mut d = LineDecoder::with_max_line(600);
+        let mut input = vec![b'A'; 700];
+        input.extend_from_slice(b"\r\nNOOP\r\n");
+        let (n, ev) = d.decode(&input);
+        assert_eq!(ev, Some(LineEvent::TooLong));
+        assert_eq!(
+            d.decode(&input[n..]).1,
+            Some(LineEvent::Line(b"NOOP".to_vec()))
+        );
     }
 
     #[test]

@@ -129,8 +129,10 @@ impl Reply {
 /// is compacted only when the consumed part dominates it. Every byte of a
 /// reply counts against [`MAX_REPLY_BYTES`], every line against
 /// [`MAX_REPLY_LINES`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplyParser {
+    /// Largest reply accepted, line ends included.
+    max_bytes: usize,
     buf: Vec<u8>,
     /// Start of the first unconsumed byte in `buf`.
     start: usize,
@@ -147,10 +149,27 @@ struct Pending {
     bytes: usize,
 }
 
+impl Default for ReplyParser {
+    fn default() -> Self {
+        ReplyParser::with_max_bytes(MAX_REPLY_BYTES)
+    }
+}
+
 impl ReplyParser {
-    /// A fresh parser.
+    /// A fresh parser with the default reply cap.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh parser accepting replies up to `max_bytes` (line ends included).
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        ReplyParser {
+            max_bytes,
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            pending: None,
+        }
     }
 
     /// Appends received bytes.
@@ -218,7 +237,7 @@ impl ReplyParser {
             };
         };
         p.bytes += wire;
-        if p.bytes > MAX_REPLY_BYTES || p.lines.len() >= MAX_REPLY_LINES {
+        if p.bytes > self.max_bytes || p.lines.len() >= MAX_REPLY_LINES {
             return Err(ReplyError::TooLong);
         }
         let closes = code == Some(p.code);

@@ -48,14 +48,15 @@ pub enum ClientEvent {
 }
 
 impl ClientCtl {
-    /// A plaintext control connection whose replies must be taken within `write_timeout`.
-    pub fn new(tcp: TcpStream, write_timeout: Duration) -> ClientCtl {
+    /// A plaintext control connection whose replies must be taken within
+    /// `write_timeout`, with command lines up to `max_line` bytes.
+    pub fn new(tcp: TcpStream, write_timeout: Duration, max_line: usize) -> ClientCtl {
         ClientCtl {
             stream: Some(MaybeTls::Plain(tcp)),
             write_timeout,
             buf: Vec::new(),
             start: 0,
-            decoder: LineDecoder::new(),
+            decoder: LineDecoder::with_max_line(max_line),
         }
     }
 
@@ -134,7 +135,10 @@ pub struct BackendCtl {
 impl BackendCtl {
     /// Connects to the backend (every address its name resolves to, in
     /// order), bounded by [`BACKEND_CONNECT_TIMEOUT`]. Returns the time taken.
-    pub async fn connect(target: &BackendAddr) -> Result<(BackendCtl, Duration), SessionError> {
+    pub async fn connect(
+        target: &BackendAddr,
+        max_reply: usize,
+    ) -> Result<(BackendCtl, Duration), SessionError> {
         let started = Instant::now();
         let target = target.to_string();
         let connect = async {
@@ -161,7 +165,7 @@ impl BackendCtl {
         let local = stream.local_addr().map_err(SessionError::BackendDown)?;
         let backend = BackendCtl {
             stream,
-            parser: ReplyParser::new(),
+            parser: ReplyParser::with_max_bytes(max_reply),
             peer,
             local,
         };

@@ -31,6 +31,7 @@ use super::{Action, Login, Policy, Prot, Refusal, Session};
 use crate::admission::{Admission, Admitted};
 use crate::config::BackendConnect;
 use crate::data::ports::PortPool;
+use crate::data::rate::Rate;
 use crate::data::transfer::DataSetup;
 use crate::error::{disposition, Failure, SessionError};
 use crate::events::{Ended, Events, SessionEvent, SessionInfo};
@@ -65,6 +66,8 @@ pub struct SessionContext {
     pub admission: Arc<Admission>,
     /// This session's place under the limits; freed before `Closed` is reported.
     pub admitted: Option<Admitted>,
+    /// This session's bandwidth cap (`rate_session`), shared by its transfers.
+    pub rate: Option<Arc<Rate>>,
 }
 
 impl SessionContext {
@@ -78,6 +81,15 @@ impl SessionContext {
         if let Verdict::Audit(r) = policy::client_cert(mode, tls.client_cert.is_some()) {
             self.emit(SessionEvent::PolicyAudited(r));
         }
+    }
+
+    /// The bandwidth caps this session's transfers obey.
+    fn rates(&self) -> Vec<Arc<Rate>> {
+        self.rate
+            .iter()
+            .chain(self.live.rate_total.iter())
+            .cloned()
+            .collect()
     }
 
     fn policy(&self) -> Policy {
@@ -97,7 +109,8 @@ pub async fn run(mut ctx: SessionContext, tcp: TcpStream) {
     let started = Instant::now();
     crate::stream::low_latency(&tcp);
     ctx.emit(SessionEvent::Opened);
-    let mut client = ClientCtl::new(tcp, ctx.live.settings.idle_timeout);
+    let s = &ctx.live.settings;
+    let mut client = ClientCtl::new(tcp, s.idle_timeout, s.max_command_line);
     let error = match serve(&mut ctx, &mut client).await {
         Ok(()) => None,
         Err(e) => {
@@ -165,7 +178,8 @@ async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), S
 
 /// Connects to the backend and reports it.
 async fn connect_backend(ctx: &mut SessionContext) -> Result<BackendCtl, SessionError> {
-    match BackendCtl::connect(&ctx.live.settings.backend).await {
+    let s = &ctx.live.settings;
+    match BackendCtl::connect(&s.backend, s.max_reply).await {
         Ok((backend, elapsed)) => {
             ctx.emit(SessionEvent::BackendConnected {
                 backend: backend.peer,

@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 
 use super::control::{ClientEvent, BACKEND_REPLY_TIMEOUT};
 use super::{Driver, MAX_DEFERRED};
+use crate::data::relay;
 use crate::data::transfer::{self, DataSetup, Plan, Transfer, TransferOutcome};
 use crate::data::DataError;
 use crate::error::{disposition, Failure, SessionError};
@@ -106,8 +107,12 @@ impl Driver<'_> {
             client_cert: s.client_cert,
             peer_unchecked: binding_required,
             data_timeout: s.data_timeout,
-            stall_timeout: s.stall_timeout,
-            upload_eof: s.upload_eof,
+            limits: relay::Limits {
+                stall: s.stall_timeout,
+                rates: self.front.ctx.rates(),
+                max_upload: s.max_upload,
+                eof: s.upload_eof,
+            },
             client_facing_ip: self.front.ctx.local.ip(),
             backend_facing_ip: self.backend.local.ip(),
             backend_ip: self.backend.peer.ip(),
