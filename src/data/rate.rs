@@ -92,7 +92,7 @@ mod tests {
         // The next chunk queues behind it.
         let w = r.reserve(500);
         assert!((w.as_secs_f64() - 1.5).abs() < 0.05, "{w:?}");
-        assert_eq!(chunk(&[r.clone()], 256 * 1024), 4096);
+        assert_eq!(chunk(std::slice::from_ref(&r), 256 * 1024), 4096);
         assert_eq!(chunk(&[Rate::new(10 << 20)], 256 * 1024), 256 * 1024);
         assert_eq!(chunk(&[], 1000), 1000);
     }
