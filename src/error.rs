@@ -224,6 +224,7 @@ fn transfer_reply(e: &DataError) -> Reply {
             "Upload ended without TLS close_notify; transfer aborted.",
         ),
         DataError::Stalled => Reply::new(426, "Data connection stalled; transfer aborted."),
+        DataError::Shutdown => Reply::new(426, "Service shutting down; transfer aborted."),
         DataError::TooLarge(max) => Reply::new(
             552,
             format!("Upload exceeds the maximum size of {max} bytes; transfer aborted."),

@@ -160,6 +160,8 @@ pub struct TransferRecord {
     pub data_tls: Option<TlsDetails>,
     /// The PROT level in force.
     pub prot: Prot,
+    /// TYPE I (binary) was in force rather than ASCII.
+    pub binary: bool,
     /// Passive or active on the client side.
     pub data_mode: Option<DataMode>,
     /// How it ended.

@@ -40,9 +40,13 @@ pub mod events;
 pub mod ftp;
 pub mod listener;
 pub mod live;
+pub mod logging;
+pub mod reload;
 pub mod session;
 pub mod stream;
+pub mod systemd;
 pub mod tls;
+pub mod transfer_log;
 
 pub use config::Settings;
 pub use listener::{Server, Status};

@@ -24,6 +24,7 @@ use crate::data::rate::Rate;
 use crate::events::{Events, SessionEvent, SessionInfo};
 use crate::ftp::addr::canonical;
 use crate::live::{Live, LiveState};
+use crate::reload::Reloader;
 use crate::session::driver::{self, SessionContext};
 use crate::session::Mode;
 use crate::tls::reuse::Bindings;
@@ -33,10 +34,14 @@ use crate::tls::TlsContext;
 const REJECT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often expired bans are swept (and their expiry logged).
 const BAN_SWEEP: Duration = Duration::from_secs(10);
+/// How long cut sessions get to write their records and 421 after the grace period.
+const CUT_WAIT: Duration = Duration::from_secs(5);
 
 /// What every accept loop shares.
 struct Shared {
-    live: LiveState,
+    live: Arc<LiveState>,
+    /// Cancelled when the shutdown grace period is over: running transfers are cut.
+    cut: CancellationToken,
     pool: Arc<PortPool>,
     events: Events,
     admission: Arc<Admission>,
@@ -113,7 +118,8 @@ impl Server {
             pool: PortPool::new(settings.passive_ports),
             admission: Admission::new(settings.max_sessions),
             events,
-            live: LiveState::new(Live::new(settings, tls, 1)),
+            live: Arc::new(LiveState::new(Live::new(settings, tls, 1))),
+            cut: CancellationToken::new(),
             bindings: Bindings::new(),
             next_id: AtomicU64::new(1),
         });
@@ -142,6 +148,20 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then drains sessions (bounded).
     pub async fn run(self, shutdown: CancellationToken) {
+        self.run_until(shutdown, CancellationToken::new()).await;
+    }
+
+    /// A handle that applies new settings to new sessions (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader::new(self.shared.live.clone())
+    }
+
+    /// Serves until `shutdown` is cancelled. Then the listeners close, idle
+    /// sessions are told 421, and running transfers get `shutdown_grace`
+    /// (or until `now` is cancelled: a second signal); transfers still
+    /// running after that are cut, each with its record, and the sessions
+    /// end with 421.
+    pub async fn run_until(self, shutdown: CancellationToken, now: CancellationToken) {
         let tracker = TaskTracker::new();
         for (mode, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
@@ -156,24 +176,42 @@ impl Server {
             };
             tracker.spawn(accept.run());
         }
-        let sweeper = self.shared.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(BAN_SWEEP) => {}
-                    _ = stop.cancelled() => return,
-                }
-                let window = sweeper.live.snapshot().settings.ban_window;
-                sweeper.admission.sweep(window);
-            }
-        });
+        tokio::spawn(sweep_bans(self.shared.clone(), shutdown.clone()));
+        tokio::spawn(Reloader::new(self.shared.live.clone()).watch_certificates(shutdown.clone()));
         shutdown.cancelled().await;
         tracker.close();
         let grace = self.shared.live.snapshot().settings.shutdown_grace;
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            warn!("shutdown grace period over; remaining sessions are dropped");
+        let drained = tokio::select! {
+            r = tokio::time::timeout(grace, tracker.wait()) => r.is_ok(),
+            _ = now.cancelled() => false,
+        };
+        if drained {
+            return;
         }
+        let open = self.shared.admission.sessions_open();
+        info!(
+            sessions = open,
+            "shutdown: cutting the transfers still running"
+        );
+        self.shared.cut.cancel();
+        if tokio::time::timeout(CUT_WAIT, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("sessions still running after the cut; dropping them");
+        }
+    }
+}
+
+/// Forgets expired bans every [`BAN_SWEEP`], logging each expiry.
+async fn sweep_bans(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(BAN_SWEEP) => {}
+            _ = stop.cancelled() => return,
+        }
+        let window = shared.live.snapshot().settings.ban_window;
+        shared.admission.sweep(window);
     }
 }
 
@@ -241,6 +279,7 @@ impl Acceptor {
             pool: self.shared.pool.clone(),
             events: self.shared.events.clone(),
             shutdown: self.stop.clone(),
+            cut: self.shared.cut.clone(),
             info,
             local: canonical(local),
             bindings: self.shared.bindings.clone(),

@@ -1,24 +1,23 @@
-//! The `ftpsgate` binary: parses the command line, installs the tracing
-//! subscriber, runs `serve` (default), `check` or `cert`, and maps errors to
-//! a non-zero exit code.
+//! The `ftpsgate` binary: parses the command line, installs the log, runs
+//! `serve` (default), `check` or `cert`, handles the signals of a long-lived
+//! service (SIGTERM/SIGINT stop, twice stops at once; SIGHUP reloads and
+//! reopens the transfer log; SIGUSR1 only reopens it), tells systemd where
+//! it stands, and maps errors to a non-zero exit code.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use ftpsgate::cli::{Cli, Command, ServeArgs};
-use ftpsgate::{Server, Settings};
+use ftpsgate::events::{EventSink, Events, TracingSink};
+use ftpsgate::reload::Reloader;
+use ftpsgate::transfer_log::TransferLog;
+use ftpsgate::{systemd, Server, Settings};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
@@ -55,43 +54,113 @@ fn check(config: std::path::PathBuf) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
+    ftpsgate::logging::init(settings.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let server = Server::bind(settings).await?;
+        use anyhow::Context;
+        let transfer_log = match &settings.transfer_log {
+            Some(path) => Some(
+                TransferLog::open(path, settings.transfer_log_format).context("transfer_log")?,
+            ),
+            None => None,
+        };
+        let mut sinks: Vec<Arc<dyn EventSink>> = vec![Arc::new(TracingSink)];
+        sinks.extend(
+            transfer_log
+                .clone()
+                .map(|t| Arc::new(t) as Arc<dyn EventSink>),
+        );
+        let server = Server::bind_with(settings, Events::new(sinks)).await?;
         for (mode, addr) in server.local_addrs() {
             // A stable line on stdout: scripts and tests read the bound ports here.
             println!("ftpsgate listening {mode:?} {addr}");
         }
-        let shutdown = CancellationToken::new();
-        let trigger = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            info!("signal received; stopping listeners and draining sessions");
-            trigger.cancel();
-        });
-        server.run(shutdown).await;
+        let (graceful, now) = (CancellationToken::new(), CancellationToken::new());
+        let control = Signals {
+            args,
+            reloader: server.reloader(),
+            transfer_log,
+            graceful: graceful.clone(),
+            now: now.clone(),
+        };
+        tokio::spawn(control.run());
+        systemd::notify("READY=1");
+        server.run_until(graceful, now).await;
+        info!("stopped");
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
+/// What the signal handler acts on.
+struct Signals {
+    args: ServeArgs,
+    reloader: Reloader,
+    transfer_log: Option<TransferLog>,
+    graceful: CancellationToken,
+    now: CancellationToken,
+}
+
+impl Signals {
+    async fn run(self) {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+        ) else {
+            error!("cannot install signal handlers; stop the process with SIGKILL");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => self.stop(),
+                _ = int.recv() => self.stop(),
+                _ = hup.recv() => self.reload(),
+                _ = usr1.recv() => self.reopen(),
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    fn stop(&self) {
+        if self.graceful.is_cancelled() {
+            info!("second stop signal: cutting running transfers now");
+            self.now.cancel();
+            return;
+        }
+        info!("stop signal: listeners closed, sessions draining (a second signal stops at once)");
+        systemd::notify("STOPPING=1");
+        self.graceful.cancel();
+    }
+
+    fn reopen(&self) {
+        if let Some(t) = &self.transfer_log {
+            t.reopen();
+            info!("transfer log reopened");
+        }
+    }
+
+    /// Re-reads the configuration (file and flags, as at start) and applies
+    /// it to new sessions; a bad file is refused and the old one keeps serving.
+    fn reload(&self) {
+        systemd::notify_reloading();
+        self.reopen();
+        match Settings::resolve(&self.args) {
+            Err(e) => error!(error = %e, "reload refused; the running configuration stays"),
+            Ok(settings) => match self.reloader.apply(settings) {
+                Ok(applied) => {
+                    info!(
+                        generation = applied.generation,
+                        sha256 = %applied.fingerprint,
+                        "configuration reloaded; new sessions use it"
+                    );
+                    if !applied.needs_restart.is_empty() {
+                        warn!(keys = ?applied.needs_restart, "changed keys take effect only after a restart");
+                    }
+                }
+                Err(e) => error!(error = %e, "reload refused; the running configuration stays"),
+            },
+        }
+        systemd::notify("READY=1");
     }
 }

@@ -179,7 +179,8 @@ impl Settings {
     }
 
     /// What differs from `other` that a reload cannot apply (it needs a
-    /// restart): the listeners and the passive port range are bound at start.
+    /// restart): listeners, the passive range, the metrics address and the
+    /// session limit are bound at start, and the logs are opened at start.
     pub fn needs_restart(&self, other: &Settings) -> Vec<&'static str> {
         let mut keys = Vec::new();
         if self.listen != other.listen {
@@ -196,6 +197,15 @@ impl Settings {
         }
         if self.max_sessions != other.max_sessions {
             keys.push("max_sessions");
+        }
+        if self.log_format != other.log_format {
+            keys.push("log_format");
+        }
+        if self.transfer_log != other.transfer_log {
+            keys.push("transfer_log");
+        }
+        if self.transfer_log_format != other.transfer_log_format {
+            keys.push("transfer_log_format");
         }
         keys
     }

@@ -16,7 +16,7 @@ use tracing::{debug, warn, Instrument};
 
 use super::ports::PortLease;
 use super::{DataError, DATA_CONNECT_TIMEOUT, DATA_HANDSHAKE_TIMEOUT};
-use crate::events::TlsDetails;
+use crate::events::{Direction, TlsDetails};
 use crate::session::Prot;
 use crate::stream::{MaybeTls, Tcp};
 use crate::tls::reuse::{self, Binding, Token};
@@ -68,14 +68,33 @@ pub struct ClientLeg {
 /// TLS parameters for the client data leg.
 #[derive(Clone)]
 pub struct DataTls {
-    /// The data-connection acceptor.
+    /// The data-connection acceptor (no TLS 1.3 tickets).
     pub acceptor: TlsAcceptor,
+    /// For downloads: a bound handshake gets a fresh ticket when reuse is checked.
+    pub ticketed: TlsAcceptor,
     /// The control session's reuse binding.
     pub binding: Arc<Binding>,
 }
 
-/// Runs the server side of the data TLS handshake when `protect`.
-pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<ClientLeg, DataError> {
+/// What a passive accept needs to know when the client's data connection
+/// arrives: the PROT level, and the direction of the transfer command that
+/// is being served, if one is (tickets only ever go to downloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataState {
+    /// The PROT level in force.
+    pub prot: Prot,
+    /// The transfer in progress, once its command has arrived.
+    pub pending: Option<Direction>,
+}
+
+/// Runs the server side of the data TLS handshake when `protect`; a
+/// `download` may be given a fresh ticket (see [`DataTls::ticketed`]).
+pub async fn secure(
+    tcp: TcpStream,
+    protect: bool,
+    download: bool,
+    tls: &DataTls,
+) -> Result<ClientLeg, DataError> {
     crate::stream::low_latency(&tcp);
     if !protect {
         return Ok(ClientLeg {
@@ -87,11 +106,14 @@ pub async fn secure(tcp: TcpStream, protect: bool, tls: &DataTls) -> Result<Clie
     }
     // A ticket a bound data connection issues carries this control session's token.
     let token = tls.binding.token();
-    let accept = tls
-        .acceptor
-        .accept_with(Tcp::for_handshake(tcp), move |conn| {
-            conn.set_resumption_data(token.as_bytes())
-        });
+    let acceptor = if download {
+        &tls.ticketed
+    } else {
+        &tls.acceptor
+    };
+    let accept = acceptor.accept_with(Tcp::for_handshake(tcp), move |conn| {
+        conn.set_resumption_data(token.as_bytes())
+    });
     let accept = reuse::observe(accept, tls.binding.clone());
     let (mut stream, seen) = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, accept).await {
         Ok((Ok(s), seen)) => (s, seen),
@@ -138,7 +160,7 @@ impl PassiveAccept {
         listener: TcpListener,
         lease: PortLease,
         peer: Option<IpAddr>,
-        prot: watch::Receiver<Prot>,
+        mut state: watch::Receiver<DataState>,
         tls: DataTls,
     ) -> PassiveAccept {
         let handle = tokio::spawn(
@@ -147,8 +169,9 @@ impl PassiveAccept {
                     .await
                     .map_err(|_| DataError::ClientConnect)?;
                 drop(listener);
-                let protect = *prot.borrow() == Prot::Private;
-                secure(tcp, protect, &tls).await
+                let protect = state.borrow().prot == Prot::Private;
+                let download = protect && pending_download(&mut state).await;
+                secure(tcp, protect, download, &tls).await
             }
             .in_current_span(),
         );
@@ -165,6 +188,19 @@ impl PassiveAccept {
             Ok(Err(_)) | Err(_) => Err(DataError::ClientConnect),
         }
     }
+}
+
+/// How long a ClientHello that arrives before its transfer command waits
+/// for it (clients send both at once; one that waits for the ServerHello
+/// first just gets no ticket).
+const DIRECTION_WAIT: Duration = Duration::from_millis(250);
+
+/// Whether the transfer this data connection serves is a download: the
+/// transfer command usually arrives with the ClientHello, so it is given a
+/// moment. Only a download may get a fresh ticket.
+async fn pending_download(state: &mut watch::Receiver<DataState>) -> bool {
+    let known = tokio::time::timeout(DIRECTION_WAIT, state.wait_for(|s| s.pending.is_some())).await;
+    matches!(known, Ok(Ok(s)) if s.pending == Some(Direction::Download))
 }
 
 impl Drop for PassiveAccept {

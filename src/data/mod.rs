@@ -62,9 +62,12 @@ pub enum DataError {
     /// No byte moved for the stall timeout.
     #[error("data transfer stalled")]
     Stalled,
-    /// ABOR, session end or shutdown.
+    /// ABOR, or the session ended.
     #[error("aborted")]
     Aborted,
+    /// The shutdown grace period ended while the transfer ran.
+    #[error("cut at shutdown")]
+    Shutdown,
 }
 
 impl DataError {

@@ -253,7 +253,10 @@ async fn client_leg(client: ClientData, plan: &Plan) -> Result<ClientLeg, DataEr
         ClientData::Passive(accept) => accept.wait(plan.data_timeout).await,
         ClientData::Active(target) => {
             match connect::connect_from(plan.client_facing_ip, target).await {
-                Ok(tcp) => connect::secure(tcp, plan.protect, &plan.tls).await,
+                Ok(tcp) => {
+                    let download = plan.direction == Direction::Download;
+                    connect::secure(tcp, plan.protect, download, &plan.tls).await
+                }
                 Err(_) => Err(DataError::ClientConnect),
             }
         }

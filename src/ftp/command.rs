@@ -67,6 +67,8 @@ pub enum Verb {
     Mode,
     /// STRU.
     Stru,
+    /// TYPE (recorded for the transfer log).
+    Type,
     /// ABOR.
     Abor,
     /// STAT.
@@ -130,6 +132,7 @@ const VERBS: &[(Verb, &str)] = &[
     (Verb::Noop, "NOOP"),
     (Verb::Mode, "MODE"),
     (Verb::Stru, "STRU"),
+    (Verb::Type, "TYPE"),
     (Verb::Abor, "ABOR"),
     (Verb::Stat, "STAT"),
     (Verb::Pasv, "PASV"),

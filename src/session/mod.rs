@@ -129,6 +129,8 @@ pub struct Session<D> {
     has_logged_in: bool,
     /// What audit mode let through since the driver last asked.
     audits: Vec<Refusal>,
+    /// The backend accepted TYPE I (binary); RFC 959 starts in ASCII.
+    binary: bool,
     epsv_all: bool,
     data: Option<D>,
     peer: IpAddr,
@@ -151,6 +153,7 @@ impl<D> Session<D> {
             user: None,
             has_logged_in: false,
             audits: Vec::new(),
+            binary: false,
             epsv_all: false,
             data: None,
             peer,
@@ -204,8 +207,17 @@ impl<D> Session<D> {
         self.data = Some(setup);
     }
 
-    /// Records login results from the backend's final reply to `cmd`.
+    /// Whether the backend is in binary mode (TYPE I), for transfer records.
+    pub fn binary(&self) -> bool {
+        self.binary
+    }
+
+    /// Records login results (and TYPE) from the backend's final reply to `cmd`.
     pub fn on_reply(&mut self, cmd: &Command, reply: &Reply) -> Option<Login> {
+        if cmd.verb == Verb::Type && reply.is_success() {
+            let arg = cmd.arg_str().to_ascii_uppercase();
+            self.binary = arg.starts_with('I') || arg.starts_with('L');
+        }
         let ok = match cmd.verb {
             Verb::User => reply.code == 230,
             Verb::Pass | Verb::Acct => reply.code == 230 || reply.code == 202,

@@ -32,6 +32,9 @@ pub struct TlsContext {
     pub control: Arc<ServerConfig>,
     /// For data connections: same certificate and session stores, no tickets.
     pub data: Arc<ServerConfig>,
+    /// For download data connections when reuse is checked: one TLS 1.3
+    /// ticket, sealed only when the handshake is bound (see [`reuse`]).
+    pub data_ticketed: Arc<ServerConfig>,
     /// SHA-256 fingerprint of the leaf certificate, `AA:BB:...`.
     pub fingerprint: String,
     /// True when the certificate was generated at start.
@@ -113,14 +116,17 @@ impl TlsContext {
         control.send_half_rtt_data = false;
         let mut data = control.clone();
         (data.session_storage, data.ticketer) = stores.data();
-        // Tickets on data connections only where every data connection must
-        // resume (reuse required): OpenSSL clients spend a TLS 1.3 ticket per
-        // connection. Otherwise none: an uploading client that never reads
-        // them can reset the connection and lose data (curl#6149).
-        data.send_tls13_tickets = usize::from(settings.require_session_reuse.is_checked());
+        // No TLS 1.3 tickets on data connections: an uploading client that
+        // never reads them resets the connection and loses data (curl#6149).
+        data.send_tls13_tickets = 0;
+        // Downloads, where reuse is checked, get one: OpenSSL clients spend a
+        // TLS 1.3 ticket per connection and need a fresh one for the next.
+        let mut data_ticketed = data.clone();
+        data_ticketed.send_tls13_tickets = usize::from(settings.require_session_reuse.is_checked());
         Ok(TlsContext {
             control: Arc::new(control),
             data: Arc::new(data),
+            data_ticketed: Arc::new(data_ticketed),
             fingerprint: current.fingerprint.clone(),
             ephemeral: current.ephemeral,
             resolver,

@@ -53,7 +53,7 @@ impl Driver<'_> {
             listener,
             lease,
             peer,
-            self.prot.subscribe(),
+            self.data_state.subscribe(),
             self.data_tls(),
         );
         self.front.session.set_data(DataSetup {
@@ -89,6 +89,7 @@ impl Driver<'_> {
     pub(super) fn data_tls(&self) -> DataTls {
         DataTls {
             acceptor: TlsAcceptor::from(self.front.ctx.live.tls.data.clone()),
+            ticketed: TlsAcceptor::from(self.front.ctx.live.tls.data_ticketed.clone()),
             binding: self.front.binding.clone(),
         }
     }

@@ -27,9 +27,10 @@ use tracing::debug;
 use self::control::{BackendCtl, ClientCtl, ClientEvent};
 use self::lobby::{Exit, Lobby};
 use super::policy::{self, Verdict};
-use super::{Action, Login, Policy, Prot, Refusal, Session};
+use super::{Action, Login, Policy, Refusal, Session};
 use crate::admission::{Admission, Admitted};
 use crate::config::BackendConnect;
+use crate::data::connect::DataState;
 use crate::data::ports::PortPool;
 use crate::data::rate::Rate;
 use crate::data::transfer::DataSetup;
@@ -54,8 +55,10 @@ pub struct SessionContext {
     pub pool: Arc<PortPool>,
     /// Where events go.
     pub events: Events,
-    /// Cancelled when the proxy shuts down.
+    /// Cancelled when the proxy shuts down: idle sessions end with 421.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: running transfers are cut.
+    pub cut: CancellationToken,
     /// Who this session is.
     pub info: SessionInfo,
     /// The proxy's address on the client's control connection.
@@ -224,8 +227,8 @@ struct Driver<'a> {
     backend: BackendCtl,
     hide: Hide,
     deferred: VecDeque<ClientEvent>,
-    /// The PROT level, for passive accepts that start TLS on arrival.
-    prot: watch::Sender<Prot>,
+    /// PROT level and pending transfer, for passive accepts that start TLS on arrival.
+    data_state: watch::Sender<DataState>,
 }
 
 impl Front<'_> {
@@ -318,13 +321,16 @@ impl<'a> Driver<'a> {
             proxy_backend_side: backend.local,
             client: front.ctx.info.client,
         };
-        let (prot, _) = watch::channel(front.session.prot());
+        let (data_state, _) = watch::channel(DataState {
+            prot: front.session.prot(),
+            pending: None,
+        });
         Driver {
             front,
             backend,
             hide,
             deferred: VecDeque::new(),
-            prot,
+            data_state,
         }
     }
 
@@ -410,7 +416,7 @@ impl<'a> Driver<'a> {
                 self.record_refused(&cmd, refusal);
             }
             Action::SetProt(level, r) => {
-                self.prot.send_replace(level);
+                self.data_state.send_modify(|s| s.prot = level);
                 self.front.client.send(&r).await?;
             }
             Action::StartTls => self.front.auth_tls(!self.deferred.is_empty()).await?,

@@ -38,6 +38,8 @@ struct Progress {
     outcome: Option<TransferOutcome>,
     final_reply: Option<Reply>,
     aborted: bool,
+    /// The shutdown grace period ended during the transfer.
+    cut: bool,
     /// Once the data has moved, the backend's final reply must follow in bounded time.
     deadline: Option<tokio::time::Instant>,
 }
@@ -53,7 +55,10 @@ impl Driver<'_> {
     ) -> Result<(), SessionError> {
         let started = Instant::now();
         let mut record = self.new_record(&cmd, upload, Some(setup.mode()));
+        let direction = record.direction;
+        self.data_state.send_modify(|s| s.pending = Some(direction));
         let result = self.run_transfer(&cmd, protect, setup, &mut record).await;
+        self.data_state.send_modify(|s| s.pending = None);
         if let Err(e) = &result {
             // The session ends inside the transfer: the client's last reply is the code.
             record.code = e.reply().map_or(0, |r| r.code);
@@ -93,6 +98,7 @@ impl Driver<'_> {
             code: 0,
             data_tls: None,
             prot: self.front.session.prot(),
+            binary: self.front.session.binary(),
             data_mode: mode,
             result: TransferResult::Complete,
         }
@@ -204,6 +210,11 @@ impl Driver<'_> {
                 _ = tokio::time::sleep_until(deadline), if p.deadline.is_some() => {
                     return Err(SessionError::NoFinalReply);
                 }
+                _ = self.front.ctx.cut.cancelled() => {
+                    running.cancel();
+                    p.cut = true;
+                    break;
+                }
                 ev = self.front.client.next() => {
                     let ev = ev.map_err(SessionError::ClientIo)?;
                     if self.client_during_transfer(ev, running, &mut p).await? {
@@ -279,6 +290,9 @@ impl Driver<'_> {
         }
         record.bytes = outcome.bytes;
         record.data_tls = tls;
+        if p.cut {
+            return self.conclude_cut(outcome.backend, record).await;
+        }
         if p.aborted {
             record.result = TransferResult::Aborted;
             // The transfer command is still unanswered, so it gets its reply first.
@@ -324,6 +338,20 @@ impl Driver<'_> {
                 "transfer finished without a backend reply",
             )),
         }
+    }
+
+    /// Shutdown cut the transfer: the client is told, the backend's data leg
+    /// is reset (an upload is never left looking complete), and the session
+    /// ends; there is no time for the ABOR exchange.
+    async fn conclude_cut(
+        &mut self,
+        leg: Option<TcpStream>,
+        record: &mut TransferRecord,
+    ) -> Result<(), SessionError> {
+        reset(leg);
+        let e = DataError::Shutdown;
+        self.transfer_failed(record, e).await?;
+        Err(SessionError::Shutdown)
     }
 
     /// Aborts the backend's running transfer. For downloads the backend data
