@@ -39,6 +39,7 @@ pub mod events;
 pub mod ftp;
 pub mod listener;
 pub mod live;
+pub mod metrics;
 pub mod session;
 pub mod stream;
 pub mod tls;

@@ -199,7 +199,11 @@ mod tests {
         assert!(e.line.is_some());
         let e = error_of("ccc: maybe\n");
         assert_eq!(e.key, "ccc");
-        assert!(e.message.contains("`allow`, `deny`, `audit`"), "{}", e.message);
+        assert!(
+            e.message.contains("`allow`, `deny`, `audit`"),
+            "{}",
+            e.message
+        );
         let e = error_of("idle_timeout: soon\n");
         assert_eq!(e.key, "idle_timeout");
         assert!(!e.message.contains("u64"), "{}", e.message);
