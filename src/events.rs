@@ -193,6 +193,15 @@ impl Events {
         Events::new(vec![Arc::new(TracingSink)])
     }
 
+    /// `sink` followed by these sinks: a counting sink added this way has
+    /// counted an event by the time any later sink (a log, a test's
+    /// recorder) sees it.
+    pub fn with_first(&self, sink: Arc<dyn EventSink>) -> Events {
+        let mut sinks = vec![sink];
+        sinks.extend(self.sinks.iter().cloned());
+        Events::new(sinks)
+    }
+
     /// Delivers one event to every sink.
     pub fn emit(&self, session: &SessionInfo, event: SessionEvent) {
         for sink in self.sinks.iter() {

@@ -41,6 +41,7 @@ pub mod ftp;
 pub mod listener;
 pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod reload;
 pub mod session;
 pub mod stream;

@@ -24,6 +24,7 @@ use crate::data::rate::Rate;
 use crate::events::{Events, SessionEvent, SessionInfo};
 use crate::ftp::addr::canonical;
 use crate::live::{Live, LiveState};
+use crate::metrics::{self, Metrics};
 use crate::reload::Reloader;
 use crate::session::driver::{self, SessionContext};
 use crate::session::Mode;
@@ -86,6 +87,8 @@ impl Status {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<(Mode, TcpListener)>,
+    /// The metrics endpoint, with `--metrics`.
+    metrics: Option<metrics::Endpoint>,
 }
 
 impl Server {
@@ -114,6 +117,7 @@ impl Server {
                 listeners.push((mode, l));
             }
         }
+        let (events, metrics) = bind_metrics(&settings, events).await?;
         let shared = Arc::new(Shared {
             pool: PortPool::new(settings.passive_ports),
             admission: Admission::new(settings.max_sessions),
@@ -123,7 +127,11 @@ impl Server {
             bindings: Bindings::new(),
             next_id: AtomicU64::new(1),
         });
-        Ok(Server { shared, listeners })
+        Ok(Server {
+            shared,
+            listeners,
+            metrics,
+        })
     }
 
     /// The bound addresses, in configuration order.
@@ -161,7 +169,8 @@ impl Server {
     /// (or until `now` is cancelled: a second signal); transfers still
     /// running after that are cut, each with its record, and the sessions
     /// end with 421.
-    pub async fn run_until(self, shutdown: CancellationToken, now: CancellationToken) {
+    pub async fn run_until(mut self, shutdown: CancellationToken, now: CancellationToken) {
+        let metrics = self.start_metrics(&shutdown);
         let tracker = TaskTracker::new();
         for (mode, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
@@ -185,21 +194,21 @@ impl Server {
             r = tokio::time::timeout(grace, tracker.wait()) => r.is_ok(),
             _ = now.cancelled() => false,
         };
-        if drained {
-            return;
+        if !drained {
+            let open = self.shared.admission.sessions_open();
+            info!(
+                sessions = open,
+                "shutdown: cutting the transfers still running"
+            );
+            self.shared.cut.cancel();
+            if tokio::time::timeout(CUT_WAIT, tracker.wait())
+                .await
+                .is_err()
+            {
+                warn!("sessions still running after the cut; dropping them");
+            }
         }
-        let open = self.shared.admission.sessions_open();
-        info!(
-            sessions = open,
-            "shutdown: cutting the transfers still running"
-        );
-        self.shared.cut.cancel();
-        if tokio::time::timeout(CUT_WAIT, tracker.wait())
-            .await
-            .is_err()
-        {
-            warn!("sessions still running after the cut; dropping them");
-        }
+        stop_metrics(metrics).await;
     }
 }
 
@@ -288,5 +297,79 @@ impl Acceptor {
             admitted: Some(admitted),
         };
         self.sessions.spawn(driver::run(ctx, tcp).instrument(span));
+    }
+}
+
+// ---- Metrics (issue 9): the endpoint is bound with the listeners, serves
+// until the sessions have drained, and reports not ready from shutdown on.
+
+/// With `--metrics`: a [`Metrics`] sink added to `events`, and its endpoint bound.
+async fn bind_metrics(
+    settings: &Settings,
+    events: Events,
+) -> anyhow::Result<(Events, Option<metrics::Endpoint>)> {
+    use anyhow::Context;
+    let Some(addr) = settings.metrics else {
+        return Ok((events, None));
+    };
+    let registry = Arc::new(Metrics::new());
+    let endpoint = metrics::Endpoint::bind(addr, registry.clone())
+        .await
+        .with_context(|| format!("cannot listen on {addr} (metrics)"))?;
+    Ok((events.with_first(registry), Some(endpoint)))
+}
+
+/// A running metrics endpoint: its own stop and its task.
+type MetricsTask = (CancellationToken, tokio::task::JoinHandle<()>);
+
+impl Server {
+    /// The metrics endpoint's bound address, with `--metrics`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|e| e.local_addr())
+    }
+
+    /// Starts the metrics endpoint; listeners count as accepting until `shutdown`.
+    fn start_metrics(&mut self, shutdown: &CancellationToken) -> Option<MetricsTask> {
+        let endpoint = self.metrics.take()?;
+        let addr = endpoint.local_addr();
+        let (status, listeners) = (self.status(), self.listeners.len());
+        let accepting = shutdown.clone();
+        let state: metrics::StateFn = Arc::new(move || metrics::State {
+            listeners: if accepting.is_cancelled() {
+                0
+            } else {
+                listeners
+            },
+            ..status.metrics_state()
+        });
+        let shared = self.shared.clone();
+        let backend: metrics::BackendFn =
+            Arc::new(move || shared.live.snapshot().settings.backend.clone());
+        let stop = CancellationToken::new();
+        info!(%addr, "metrics listening");
+        let task = endpoint.spawn(state, backend, stop.clone());
+        Some((stop, task))
+    }
+}
+
+async fn stop_metrics(metrics: Option<MetricsTask>) {
+    if let Some((stop, task)) = metrics {
+        stop.cancel();
+        let _ = task.await;
+    }
+}
+
+impl Status {
+    /// The state gauges the metrics endpoint reads at each scrape.
+    pub fn metrics_state(&self) -> metrics::State {
+        metrics::State {
+            listeners: 0,
+            sessions_open: self.sessions_open(),
+            passive_ports_in_use: self.passive_ports_in_use(),
+            passive_ports_free: self.passive_ports_free(),
+            tls_bindings: self.bindings(),
+            // Hook: the ban table's count of addresses banned now, once it exists.
+            bans_active: self.bans_active(),
+        }
     }
 }

@@ -75,6 +75,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // A stable line on stdout: scripts and tests read the bound ports here.
             println!("ftpsgate listening {mode:?} {addr}");
         }
+        if let Some(addr) = server.metrics_addr() {
+            println!("ftpsgate metrics {addr}");
+        }
         let (graceful, now) = (CancellationToken::new(), CancellationToken::new());
         let control = Signals {
             args,

@@ -32,6 +32,7 @@ pub struct Proxy {
     /// The proxy's own view of its sessions and ports.
     pub status: Status,
     runtime: tokio::runtime::Handle,
+    metrics: Option<SocketAddr>,
     stop: CancellationToken,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -154,12 +155,12 @@ impl Proxy {
                     .await
                     .expect("bind proxy");
                 let handle = tokio::runtime::Handle::current();
-                tx.send((server.local_addrs(), server.status(), handle))
-                    .unwrap();
+                let bound = (server.local_addrs(), server.metrics_addr());
+                tx.send((bound, server.status(), handle)).unwrap();
                 server.run(stop2).await;
             });
         });
-        let (addrs, status, runtime) = rx.recv().expect("proxy started");
+        let ((addrs, metrics), status, runtime) = rx.recv().expect("proxy started");
         let addr = addrs
             .iter()
             .find(|(m, _)| *m == Mode::Explicit)
@@ -174,6 +175,7 @@ impl Proxy {
             events,
             status,
             runtime,
+            metrics,
             stop,
             thread: Some(thread),
         }
@@ -184,6 +186,11 @@ impl Proxy {
     /// Tasks alive on the proxy's runtime (listeners, sessions, transfers).
     pub fn alive_tasks(&self) -> usize {
         self.runtime.metrics().num_alive_tasks()
+    }
+
+    /// The metrics endpoint's address, when `metrics` was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 }
 
