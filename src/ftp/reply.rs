@@ -29,6 +29,20 @@ pub struct Reply {
     pub lines: Vec<Vec<u8>>,
 }
 
+/// What a reply to a transfer command (RETR, STOR, LIST...) says about it
+/// (RFC 959 §5.4: 125/150, then 226/250, or 425/426/451/45x/55x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferEnd {
+    /// 1xx: the transfer starts; more replies follow.
+    Preliminary,
+    /// 226 or 250: done.
+    Success,
+    /// 4xx or 5xx: failed or refused.
+    Failure,
+    /// Any other code (a 227, a 200) cannot end a transfer: a surplus reply.
+    Unexpected,
+}
+
 /// A backend broke the reply grammar or the size limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
@@ -66,6 +80,16 @@ impl Reply {
     /// 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.code)
+    }
+
+    /// This reply's meaning as an answer to a transfer command.
+    pub fn transfer_end(&self) -> TransferEnd {
+        match self.code {
+            100..=199 => TransferEnd::Preliminary,
+            226 | 250 => TransferEnd::Success,
+            400..=599 => TransferEnd::Failure,
+            _ => TransferEnd::Unexpected,
+        }
     }
 
     /// The first text line, lossily decoded.
@@ -312,6 +336,19 @@ mod tests {
         );
         // Re-parsing the padded form still yields one reply.
         assert_eq!(parse_all(&wire).len(), 1);
+    }
+
+    #[test]
+    fn only_226_and_250_end_a_transfer_well() {
+        let end = |code| Reply::new(code, "x").transfer_end();
+        assert_eq!(end(150), TransferEnd::Preliminary);
+        assert_eq!(end(226), TransferEnd::Success);
+        assert_eq!(end(250), TransferEnd::Success);
+        assert_eq!(end(451), TransferEnd::Failure);
+        assert_eq!(end(550), TransferEnd::Failure);
+        for code in [200, 227, 229, 331, 350] {
+            assert_eq!(end(code), TransferEnd::Unexpected, "{code}");
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@ fn record(verb: Verb, result: TransferResult, bytes: u64) -> TransferRecord {
         code: 226,
         data_tls: Some(tls(true)),
         prot: Prot::Private,
+        binary: true,
         data_mode: Some(DataMode::Passive),
         result,
     }

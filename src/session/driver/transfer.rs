@@ -18,7 +18,7 @@ use crate::data::DataError;
 use crate::error::{disposition, Failure, SessionError};
 use crate::events::{DataMode, Direction, SessionEvent, TransferRecord, TransferResult};
 use crate::ftp::command::Command;
-use crate::ftp::reply::Reply;
+use crate::ftp::reply::{Reply, TransferEnd};
 use crate::ftp::rewrite;
 use crate::session::{DuringTransfer, Refusal};
 
@@ -196,9 +196,14 @@ impl Driver<'_> {
                 }
                 r = self.backend.next(), if p.final_reply.is_none() => {
                     let r = r?;
-                    if r.is_preliminary() {
-                        self.relay(r).await?;
-                        continue;
+                    match r.transfer_end() {
+                        TransferEnd::Preliminary => {
+                            self.relay(r).await?;
+                            continue;
+                        }
+                        // A surplus reply (an injected 227) is never the verdict.
+                        TransferEnd::Unexpected => return Err(SessionError::Unsolicited(r.code)),
+                        TransferEnd::Success | TransferEnd::Failure => {}
                     }
                     running.confirm(r.is_success());
                     if !r.is_success() && p.outcome.is_none() {
