@@ -23,7 +23,7 @@ use crate::data::ports::{listen_on, PortPool};
 use crate::data::rate::Rate;
 use crate::events::{Events, SessionEvent, SessionInfo};
 use crate::ftp::addr::canonical;
-use crate::live::{Live, LiveState};
+use crate::live::{FileStamps, Live, LiveState};
 use crate::metrics::{self, Metrics};
 use crate::reload::Reloader;
 use crate::session::driver::{self, SessionContext};
@@ -100,6 +100,7 @@ impl Server {
     /// As [`Server::bind`], reporting session events to `events`.
     pub async fn bind_with(settings: Settings, events: Events) -> anyhow::Result<Server> {
         use anyhow::Context;
+        let cert_files = FileStamps::of(&settings);
         let tls = TlsContext::from_settings(&settings)?;
         if tls.ephemeral {
             info!(sha256 = %tls.fingerprint, "no cert/key configured: generated an ephemeral self-signed certificate");
@@ -122,7 +123,7 @@ impl Server {
             pool: PortPool::new(settings.passive_ports),
             admission: Admission::new(settings.max_sessions),
             events,
-            live: Arc::new(LiveState::new(Live::new(settings, tls, 1))),
+            live: Arc::new(LiveState::new(Live::new(settings, tls, 1, cert_files))),
             cut: CancellationToken::new(),
             bindings: Bindings::new(),
             next_id: AtomicU64::new(1),

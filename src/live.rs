@@ -6,7 +6,9 @@
 //! running session. What is fixed at bind time (the listeners, the passive
 //! port pool) lives in [`crate::listener::Server`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
@@ -24,12 +26,22 @@ pub struct Live {
     pub rate_total: Option<Arc<Rate>>,
     /// 1 for the state the proxy started with, +1 per accepted reload.
     pub generation: u64,
+    /// The certificate, key and client CA files as they were just before
+    /// `tls` was read from them: the watcher reloads when they differ.
+    pub cert_files: FileStamps,
 }
 
 impl Live {
-    /// The state for `settings` and `tls`, generation `generation`.
-    pub fn new(settings: Settings, tls: TlsContext, generation: u64) -> Live {
+    /// The state for `settings` and `tls`, generation `generation`;
+    /// `cert_files` were taken before `tls` was built.
+    pub fn new(
+        settings: Settings,
+        tls: TlsContext,
+        generation: u64,
+        cert_files: FileStamps,
+    ) -> Live {
         Live {
+            cert_files,
             rate_total: settings.rate_total.map(Rate::new),
             settings,
             tls,
@@ -59,5 +71,26 @@ impl LiveState {
     /// Puts `next` in force for sessions that start from now on.
     pub fn replace(&self, next: Live) {
         self.current.store(Arc::new(next));
+    }
+}
+
+/// Modification time and length of the certificate, key and client CA
+/// files (`None` for one not configured or unreadable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamps(Vec<Option<(SystemTime, u64)>>);
+
+impl FileStamps {
+    /// The files `settings` names, as they are now.
+    pub fn of(s: &Settings) -> FileStamps {
+        let files: [&Option<PathBuf>; 3] = [&s.cert, &s.key, &s.client_ca];
+        FileStamps(
+            files
+                .iter()
+                .map(|p| {
+                    let meta = std::fs::metadata(p.as_ref()?).ok()?;
+                    Some((meta.modified().ok()?, meta.len()))
+                })
+                .collect(),
+        )
     }
 }

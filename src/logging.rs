@@ -31,12 +31,20 @@ pub fn init(format: LogFormat) {
                     .with_ansi(false),
             ))
             .try_init(),
-        (LogFormat::Json, false) => builder.json().flatten_event(true).try_init(),
+        (LogFormat::Json, false) => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
+        // Span fields must be recorded as JSON too, or the JSON formatter
+        // panics on the first span it meets (tracing-subscriber's contract).
         (LogFormat::Json, true) => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(Priority(
                 tracing_subscriber::fmt::format()
                     .json()
                     .flatten_event(true)
+                    .with_span_list(false)
                     .without_time(),
             ))
             .try_init(),

@@ -71,6 +71,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .map(|t| Arc::new(t) as Arc<dyn EventSink>),
         );
         let server = Server::bind_with(settings, Events::new(sinks)).await?;
+        // Handlers go in before anything announces readiness: a SIGHUP sent
+        // the moment the port is printed must reload, not kill the process.
+        let streams = SignalStreams::install().context("installing signal handlers")?;
         for (mode, addr) in server.local_addrs() {
             // A stable line on stdout: scripts and tests read the bound ports here.
             println!("ftpsgate listening {mode:?} {addr}");
@@ -86,7 +89,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             graceful: graceful.clone(),
             now: now.clone(),
         };
-        tokio::spawn(control.run());
+        tokio::spawn(control.run(streams));
         systemd::notify("READY=1");
         server.run_until(graceful, now).await;
         info!("stopped");
@@ -103,18 +106,34 @@ struct Signals {
     now: CancellationToken,
 }
 
-impl Signals {
-    async fn run(self) {
+/// The signals a service answers, registered with the kernel on `install`.
+struct SignalStreams {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl SignalStreams {
+    fn install() -> std::io::Result<SignalStreams> {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-            signal(SignalKind::user_defined1()),
-        ) else {
-            error!("cannot install signal handlers; stop the process with SIGKILL");
-            return;
-        };
+        Ok(SignalStreams {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+}
+
+impl Signals {
+    async fn run(self, streams: SignalStreams) {
+        let SignalStreams {
+            mut term,
+            mut int,
+            mut hup,
+            mut usr1,
+        } = streams;
         loop {
             tokio::select! {
                 _ = term.recv() => self.stop(),

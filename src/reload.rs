@@ -4,15 +4,14 @@
 //! is built and validated completely before it replaces the old one, so a
 //! bad file or an unreadable key leaves the old state serving.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::live::{Live, LiveState};
+use crate::live::{FileStamps, Live, LiveState};
 use crate::tls::TlsError;
 
 /// How often certificate and key files are checked for changes.
@@ -45,6 +44,7 @@ impl Reloader {
     /// force for new sessions; on error nothing changes.
     pub fn apply(&self, settings: Settings) -> Result<Applied, TlsError> {
         let current = self.live.snapshot();
+        let cert_files = FileStamps::of(&settings);
         let tls = current.tls.renew(&settings)?;
         let mut needs_restart = current.settings.needs_restart(&settings);
         // What needs a restart keeps its running value, so the state matches reality.
@@ -53,7 +53,8 @@ impl Reloader {
         needs_restart.sort_unstable();
         let generation = current.generation + 1;
         let fingerprint = tls.fingerprint.clone();
-        self.live.replace(Live::new(next, tls, generation));
+        self.live
+            .replace(Live::new(next, tls, generation, cert_files));
         Ok(Applied {
             generation,
             needs_restart,
@@ -63,26 +64,32 @@ impl Reloader {
 
     /// Checks the certificate and key files every [`CERT_POLL`] and reloads
     /// them when either changed (same settings). A half-written pair (the
-    /// new certificate with the old key) is retried at the next check.
+    /// new certificate with the old key) is refused with one warning and
+    /// retried when the files change again (or on SIGHUP).
     pub async fn watch_certificates(self, shutdown: CancellationToken) {
-        let mut seen = stamps(&self.live.snapshot().settings);
+        // The stamps in force were taken before the files were read, so a
+        // renewal at any moment after that (even before this task first
+        // runs) differs from them and is picked up.
+        let mut failed: Option<FileStamps> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(CERT_POLL) => {}
                 _ = shutdown.cancelled() => return,
             }
-            let settings = self.live.snapshot().settings.clone();
-            let now = stamps(&settings);
-            if now == seen {
+            let current = self.live.snapshot();
+            let now = FileStamps::of(&current.settings);
+            if now == current.cert_files || failed.as_ref() == Some(&now) {
                 continue;
             }
-            match self.apply(settings) {
+            match self.apply(current.settings.clone()) {
                 Ok(applied) => {
+                    failed = None;
                     info!(sha256 = %applied.fingerprint, generation = applied.generation, "certificate files changed on disk; reloaded");
-                    seen = now;
                 }
                 Err(e) => {
-                    warn!(error = %e, "certificate files changed but cannot be loaded yet; keeping the old certificate")
+                    // Said once per state of the files, retried when they change again.
+                    warn!(error = %e, "certificate files changed but cannot be loaded yet; keeping the old certificate");
+                    failed = Some(now);
                 }
             }
         }
@@ -99,16 +106,4 @@ fn keep_fixed(next: &mut Settings, current: &Settings) {
     next.log_format = current.log_format;
     next.transfer_log.clone_from(&current.transfer_log);
     next.transfer_log_format = current.transfer_log_format;
-}
-
-/// Modification time and length of the certificate, key and client CA files.
-fn stamps(s: &Settings) -> Vec<Option<(SystemTime, u64)>> {
-    let files: [&Option<PathBuf>; 3] = [&s.cert, &s.key, &s.client_ca];
-    files
-        .iter()
-        .map(|p| {
-            let meta = std::fs::metadata(p.as_ref()?).ok()?;
-            Some((meta.modified().ok()?, meta.len()))
-        })
-        .collect()
 }

@@ -99,14 +99,33 @@ pub async fn relay(
         _ = cancel.cancelled() => Err(DataError::Aborted),
         _ = watchdog(&moved, limits.stall) => Err(DataError::Stalled),
     };
-    let bytes = moved.bytes.load(Ordering::Relaxed);
+    finish_legs(
+        client,
+        backend,
+        upload,
+        moved.bytes.load(Ordering::Relaxed),
+        result,
+    )
+    .await
+}
+
+/// Closes both legs according to the result: a clean end closes cleanly
+/// (the backend's upload leg with FIN, the client's download leg drained
+/// off the critical path); a failure drops the client leg without
+/// close_notify and hands the backend leg back for the abort.
+async fn finish_legs(
+    client: MaybeTls,
+    mut backend: TcpStream,
+    upload: bool,
+    bytes: u64,
+    result: Result<bool, DataError>,
+) -> Outcome {
     match result {
         Ok(lenient_eof) => {
             if upload {
                 let _ = socket2::SockRef::from(&backend).set_linger(None);
                 let _ = backend.shutdown().await;
             } else {
-                // The client's close_notify and FIN are consumed off the critical path.
                 tokio::spawn(drain(client));
             }
             Outcome {
@@ -117,8 +136,6 @@ pub async fn relay(
             }
         }
         Err(e) => {
-            // Dropping the client leg without close_notify tells the client this
-            // transfer is not complete.
             drop(client);
             Outcome {
                 bytes,

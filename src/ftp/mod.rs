@@ -1,4 +1,4 @@
-//! Sans-IO FTP vocabulary: command lines from clients ([`line`], [`command`]),
+//! Sans-IO FTP vocabulary: command lines from clients ([`line`](mod@line), [`command`]),
 //! replies from backends ([`reply`]), the address encodings of
 //! PORT/PASV/EPRT/EPSV ([`addr`]; RFC 959, RFC 2428, RFC 1123 §4.1.2), and
 //! the rewriting rules between the two legs ([`rewrite`]).

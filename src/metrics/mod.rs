@@ -175,6 +175,7 @@ impl Metrics {
         m
     }
 
+    /// The session, TLS, login and policy series (then [`Self::register_data`]).
     fn register(&mut self) {
         let r = &mut self.registry;
         r.register(
@@ -212,6 +213,12 @@ impl Metrics {
             "Requests audit mode let through that enforcing would refuse, by reason",
             self.audited.clone(),
         );
+        self.register_data();
+    }
+
+    /// The transfer, backend and ban series and the state collector.
+    fn register_data(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "transfers",
             "Transfer attempts by verb and result (complete, refused, declined, failed, aborted)",

@@ -57,11 +57,9 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-#[test]
-fn every_event_moves_its_series() {
-    let m = Metrics::new();
-    let s = info(Mode::Explicit);
-    let events = [
+/// One event of each kind (the transfers in three outcomes).
+fn one_of_each() -> Vec<SessionEvent> {
+    vec![
         SessionEvent::Opened,
         SessionEvent::TlsEstablished(tls(false)),
         SessionEvent::BackendConnected {
@@ -98,8 +96,14 @@ fn every_event_moves_its_series() {
             }),
             duration: Duration::from_secs(1),
         },
-    ];
-    for e in &events {
+    ]
+}
+
+#[test]
+fn every_event_moves_its_series() {
+    let m = Metrics::new();
+    let s = info(Mode::Explicit);
+    for e in &one_of_each() {
         m.event(&s, e);
     }
     m.event(&info(Mode::Implicit), &SessionEvent::Opened);

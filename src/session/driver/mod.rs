@@ -1,8 +1,8 @@
 //! The async task for one control session. It owns the client and backend
-//! control connections ([`control`]), feeds each command to the pure
+//! control connections (`control`), feeds each command to the pure
 //! [`Session`] and carries out the [`Action`] it returns: stream swaps
-//! ([`upgrade`]), relaying replies (with the backend's address hidden), data
-//! set-ups ([`data`]) and transfers ([`transfer`]). It reports what happens
+//! (`upgrade`), relaying replies (with the backend's address hidden), data
+//! set-ups (`data`) and transfers (`transfer`). It reports what happens
 //! as [`SessionEvent`]s, one emit per fact, and never decides policy itself.
 //!
 //! Every wait is bounded: backend connect and replies, the TLS handshake,
@@ -10,6 +10,7 @@
 
 mod control;
 mod data;
+mod front;
 mod lobby;
 mod transfer;
 mod upgrade;
@@ -25,22 +26,23 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use self::control::{BackendCtl, ClientCtl, ClientEvent};
+use self::front::{Front, Next};
 use self::lobby::{Exit, Lobby};
 use super::policy::{self, Verdict};
-use super::{Action, Login, Policy, Refusal, Session};
+use super::{Action, Login, Policy, Session};
 use crate::admission::{Admission, Admitted};
 use crate::config::BackendConnect;
 use crate::data::connect::DataState;
 use crate::data::ports::PortPool;
 use crate::data::rate::Rate;
 use crate::data::transfer::DataSetup;
-use crate::error::{disposition, Failure, SessionError};
+use crate::error::{Failure, SessionError};
 use crate::events::{Ended, Events, SessionEvent, SessionInfo};
-use crate::ftp::command::{Command, Verb};
+use crate::ftp::command::Command;
 use crate::ftp::reply::Reply;
 use crate::ftp::rewrite::{self, Hide};
 use crate::live::Live;
-use crate::tls::reuse::{Binding, Bindings};
+use crate::tls::reuse::Bindings;
 
 /// Commands a client may queue while a transfer runs.
 const MAX_DEFERRED: usize = 32;
@@ -199,28 +201,6 @@ async fn connect_backend(ctx: &mut SessionContext) -> Result<BackendCtl, Session
     }
 }
 
-/// What one client event amounts to.
-enum Next {
-    /// A command to act on.
-    Command(Command),
-    /// Already answered (not a command); read on.
-    Skip,
-    /// The client closed the connection.
-    End,
-}
-
-/// The client side of a session, with or without a backend: the control
-/// connection, the protocol state, and the TLS binding.
-struct Front<'a> {
-    ctx: &'a mut SessionContext,
-    client: &'a mut ClientCtl,
-    session: Session<DataSetup>,
-    /// The control session's TLS reuse binding.
-    binding: Arc<Binding>,
-    /// The control connection's client certificate (leaf, DER).
-    client_cert: Option<Vec<u8>>,
-}
-
 /// One session's control loop, with the backend connected.
 struct Driver<'a> {
     front: Front<'a>,
@@ -229,87 +209,6 @@ struct Driver<'a> {
     deferred: VecDeque<ClientEvent>,
     /// PROT level and pending transfer, for passive accepts that start TLS on arrival.
     data_state: watch::Sender<DataState>,
-}
-
-impl Front<'_> {
-    /// Turns a client event into a command, answering lines that are not one.
-    async fn frame(&mut self, event: ClientEvent) -> Result<Next, SessionError> {
-        let line = match event {
-            ClientEvent::Line(l) => l,
-            ClientEvent::TooLong => {
-                self.fail(Failure::LineTooLong).await?;
-                return Ok(Next::Skip);
-            }
-            ClientEvent::Overflow => return Err(SessionError::LineOverflow),
-            ClientEvent::Eof => return Ok(Next::End),
-        };
-        let cmd = match Command::parse(&line) {
-            Ok(cmd) => cmd,
-            Err(e) => {
-                self.fail(Failure::Command(&e)).await?;
-                return Ok(Next::Skip);
-            }
-        };
-        debug!(cmd = %cmd, "command");
-        if cmd.verb == Verb::User {
-            let user = cmd.arg_str();
-            tracing::Span::current().record("user", user.as_str());
-            self.ctx.info.user = Some(user);
-        }
-        Ok(Next::Command(cmd))
-    }
-
-    /// The session's decision on `cmd`, reporting what audit mode let through.
-    fn decide(&mut self, cmd: Command) -> Action<DataSetup> {
-        let action = self.session.on_command(cmd);
-        for r in self.session.take_audits() {
-            self.ctx.emit(SessionEvent::PolicyAudited(r));
-        }
-        action
-    }
-
-    /// Sends the reply for a failure that keeps the session.
-    async fn fail(&mut self, failure: Failure<'_>) -> Result<(), SessionError> {
-        match disposition(&failure).reply {
-            Some(r) => self.client.send(&r).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn refuse(&mut self, refusal: Refusal) -> Result<(), SessionError> {
-        self.ctx.emit(SessionEvent::PolicyRefused(refusal));
-        self.client.send(&refusal.reply()).await
-    }
-
-    async fn reply(&mut self, code: u16, text: &str) -> Result<(), SessionError> {
-        self.client.send(&Reply::new(code, text)).await
-    }
-
-    /// AUTH TLS accepted: 234, then the handshake. `queued` says commands
-    /// are waiting behind it (queued during a transfer).
-    async fn auth_tls(&mut self, queued: bool) -> Result<(), SessionError> {
-        self.reply(234, "AUTH TLS successful; start the TLS handshake.")
-            .await?;
-        if self.client.has_buffered() || queued {
-            // STARTTLS command injection (CVE-2011-1575 class): never run plaintext
-            // that was pipelined behind AUTH (or queued behind a transfer before
-            // it) inside the TLS session.
-            return Err(SessionError::Pipelined("AUTH"));
-        }
-        self.secure().await
-    }
-
-    /// The control TLS handshake (implicit listener, or after 234).
-    async fn secure(&mut self) -> Result<(), SessionError> {
-        let config = self.ctx.live.tls.control.clone();
-        let timeout = self.ctx.live.settings.handshake_timeout;
-        let tls = upgrade::start_tls(self.client, config, self.binding.token(), timeout).await?;
-        self.session.on_tls_established();
-        self.ctx.audit_client_cert(&tls);
-        self.client_cert = tls.client_cert;
-        self.ctx.emit(SessionEvent::TlsEstablished(tls.details));
-        Ok(())
-    }
 }
 
 impl<'a> Driver<'a> {

@@ -60,8 +60,11 @@ impl Driver<'_> {
         let result = self.run_transfer(&cmd, protect, setup, &mut record).await;
         self.data_state.send_modify(|s| s.pending = None);
         if let Err(e) = &result {
-            // The session ends inside the transfer: the client's last reply is the code.
-            record.code = e.reply().map_or(0, |r| r.code);
+            // The session ends inside the transfer: unless the transfer was
+            // already answered, the client's last reply is the code.
+            if record.code == 0 {
+                record.code = e.reply().map_or(0, |r| r.code);
+            }
             if record.result == TransferResult::Complete {
                 record.result = TransferResult::Failed(DataError::Aborted);
             }
@@ -299,24 +302,9 @@ impl Driver<'_> {
             return self.conclude_cut(outcome.backend, record).await;
         }
         if p.aborted {
-            record.result = TransferResult::Aborted;
-            // The transfer command is still unanswered, so it gets its reply first.
-            record.code = match outcome.result {
-                Ok(()) => 226,
-                Err(_) => 426,
-            };
-            match outcome.result {
-                Ok(()) => self.reply(226, "Transfer complete.").await?,
-                Err(_) => {
-                    self.reply(426, "Connection closed; transfer aborted.")
-                        .await?
-                }
-            }
-            self.reply(226, "ABOR command successful.").await?;
-            if p.final_reply.is_none() {
-                self.abort_backend(outcome.backend, upload).await?;
-            }
-            return Ok(());
+            return self
+                .conclude_abor(outcome, p.final_reply.is_none(), record)
+                .await;
         }
         match (outcome.result, p.final_reply) {
             (Ok(()), Some(r)) => {
@@ -343,6 +331,35 @@ impl Driver<'_> {
                 "transfer finished without a backend reply",
             )),
         }
+    }
+
+    /// ABOR arrived during the transfer: the transfer command is still
+    /// unanswered, so it gets its reply first, then ABOR its 226; the
+    /// backend's transfer is aborted unless it had already answered.
+    async fn conclude_abor(
+        &mut self,
+        outcome: relay::Outcome,
+        backend_busy: bool,
+        record: &mut TransferRecord,
+    ) -> Result<(), SessionError> {
+        record.result = TransferResult::Aborted;
+        match outcome.result {
+            Ok(()) => {
+                record.code = 226;
+                self.reply(226, "Transfer complete.").await?;
+            }
+            Err(_) => {
+                record.code = 426;
+                self.reply(426, "Connection closed; transfer aborted.")
+                    .await?;
+            }
+        }
+        self.reply(226, "ABOR command successful.").await?;
+        if backend_busy {
+            let upload = record.direction == Direction::Upload;
+            self.abort_backend(outcome.backend, upload).await?;
+        }
+        Ok(())
     }
 
     /// Shutdown cut the transfer: the client is told, the backend's data leg
