@@ -7,7 +7,7 @@
 # nothing that is already in place.
 #
 # Installs:
-#   * curl, lftp, rclone, openssl (Debian packages)
+#   * curl, lftp, rclone, openssl, iproute2, iptables (Debian packages)
 #   * pyftpdlib (PyPI, for the `python3` on PATH)
 #   * vsftpd and proftpd binaries, side by side under $FTPSGATE_TOOLS
 #     (default /opt/ftpsgate-tools). Debian's FTP daemon packages conflict
@@ -55,7 +55,10 @@ LIBS=(libc6 libcap2 libpam0g libpam-modules libpam-runtime libssl3 libwrap0
       libmemcachedutil2 libncursesw6 libpcre2-8-0 libpcre2-posix3 libtinfo6
       zlib1g)
 log "apt-get install clients and daemon libraries"
+# iproute2 and iptables: tests/transparent.rs builds network namespaces with
+# a nat REDIRECT rule (the transparent appliance mode).
 apt-get "${APT_OPTS[@]}" install curl lftp rclone openssl ca-certificates passwd \
+    iproute2 iptables \
     "${LIBS[@]}" >/dev/null
 
 # --- Python ------------------------------------------------------------------

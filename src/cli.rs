@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::backends::{BackendSpec, Network, Selection};
 use crate::config::values::{
-    BackendAddr, BackendConnect, BackendData, Bytes, Ccc, LogFormat, PortRange, Requirement, Reuse,
+    BackendConnect, BackendData, Bytes, Ccc, LogFormat, PortRange, Requirement, Reuse,
     TransferLogFormat, UploadEof,
 };
 
@@ -62,9 +63,26 @@ pub struct ServeArgs {
     /// Implicit-FTPS listener (TLS from the first byte); repeatable.
     #[arg(long, value_name = "ADDR")]
     pub implicit_listen: Vec<SocketAddr>,
-    /// The plaintext FTP server behind the proxy.
+    /// The plaintext FTP server behind the proxy, or `original-destination`
+    /// (transparent mode behind a kernel redirect). A pool of several is a
+    /// `backends:` list in the file.
     #[arg(long, value_name = "HOST:PORT")]
-    pub backend: Option<BackendAddr>,
+    pub backend: Option<BackendSpec>,
+    /// How a session picks a backend of the pool.
+    #[arg(long, value_enum)]
+    pub backend_selection: Option<Selection>,
+    /// Whether `USER name@backend` picks the backend (true or false).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub user_at_backend: Option<bool>,
+    /// Seconds between health checks of each backend.
+    #[arg(long, value_name = "SECS")]
+    pub backend_health_interval: Option<u64>,
+    /// With --backend original-destination: a network ftpsgate may connect to; repeatable.
+    #[arg(long, value_name = "CIDR")]
+    pub original_destination_allow: Vec<Network>,
+    /// With --backend original-destination: the port to connect to instead of the original one.
+    #[arg(long, value_name = "PORT")]
+    pub original_destination_port: Option<u16>,
     /// PEM certificate chain; without --cert/--key an ephemeral self-signed one is made.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,

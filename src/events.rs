@@ -49,11 +49,15 @@ pub enum SessionEvent {
     },
     /// The backend could not be reached (the client got 421).
     BackendUnreachable {
+        /// The backend's name (the address for a single backend).
+        backend: String,
         /// Why.
         error: String,
     },
     /// The backend answered the connect.
     BackendConnected {
+        /// The backend's name (the address for a single backend).
+        name: String,
         /// The backend's address.
         backend: SocketAddr,
         /// How long connecting took.
@@ -237,11 +241,15 @@ impl EventSink for TracingSink {
                 until = %humantime_utc(*until),
                 "address banned after repeated login failures"
             ),
-            SessionEvent::BackendUnreachable { error } => {
-                warn!(error = %error, "backend unreachable")
+            SessionEvent::BackendUnreachable { backend, error } => {
+                warn!(%backend, %error, "backend unreachable")
             }
-            SessionEvent::BackendConnected { backend, elapsed } => {
-                info!(%backend, ms = elapsed.as_millis() as u64, "backend connected")
+            SessionEvent::BackendConnected {
+                name,
+                backend,
+                elapsed,
+            } => {
+                info!(backend = %name, addr = %backend, ms = elapsed.as_millis() as u64, "backend connected")
             }
             SessionEvent::LoginSucceeded => info!(
                 user = session.user.as_deref().unwrap_or(""),

@@ -32,6 +32,7 @@
 //! ARCHITECTURE.md draws one session and one transfer through them.
 
 pub mod admission;
+pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -18,7 +18,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::admission::Admission;
-use crate::config::Settings;
+use crate::backends::{health, original};
+use crate::config::{Settings, Target};
 use crate::data::ports::{listen_on, PortPool};
 use crate::data::rate::Rate;
 use crate::events::{Events, SessionEvent, SessionInfo};
@@ -81,6 +82,21 @@ impl Status {
     pub fn bindings(&self) -> usize {
         self.shared.bindings.len()
     }
+
+    /// Each backend of the pool in force: health and sessions.
+    pub fn backends(&self) -> Vec<metrics::BackendState> {
+        let live = self.shared.live.snapshot();
+        live.pool
+            .members()
+            .iter()
+            .map(|m| metrics::BackendState {
+                name: m.name.clone(),
+                health: m.health(),
+                error: m.last_error(),
+                sessions: m.sessions(),
+            })
+            .collect()
+    }
 }
 
 /// A bound, not yet running proxy.
@@ -123,7 +139,9 @@ impl Server {
             pool: PortPool::new(settings.passive_ports),
             admission: Admission::new(settings.max_sessions),
             events,
-            live: Arc::new(LiveState::new(Live::new(settings, tls, 1, cert_files))),
+            live: Arc::new(LiveState::new(Live::new(
+                settings, tls, 1, cert_files, None,
+            ))),
             cut: CancellationToken::new(),
             bindings: Bindings::new(),
             next_id: AtomicU64::new(1),
@@ -188,6 +206,13 @@ impl Server {
         }
         tokio::spawn(sweep_bans(self.shared.clone(), shutdown.clone()));
         tokio::spawn(Reloader::new(self.shared.live.clone()).watch_certificates(shutdown.clone()));
+        // One backend is checked only for /readyz; a pool always (failover).
+        let checks = metrics.is_some();
+        tokio::spawn(health::run(
+            self.shared.live.clone(),
+            checks,
+            shutdown.clone(),
+        ));
         shutdown.cancelled().await;
         tracker.close();
         let grace = self.shared.live.snapshot().settings.shutdown_grace;
@@ -253,8 +278,25 @@ impl Acceptor {
         }
     }
 
+    /// Turns a connection away: the `Rejected` event, and on the explicit
+    /// listener the 421 `reply` (an implicit client expects TLS; it gets a close).
+    async fn reject(
+        &self,
+        mut tcp: TcpStream,
+        info: &SessionInfo,
+        reason: &'static str,
+        reply: &[u8],
+    ) {
+        self.shared
+            .events
+            .emit(info, SessionEvent::Rejected { reason });
+        if self.mode == Mode::Explicit {
+            let _ = tokio::time::timeout(REJECT_WRITE_TIMEOUT, tcp.write_all(reply)).await;
+        }
+    }
+
     /// Applies the admission limits and spawns the session.
-    async fn admit(&self, mut tcp: TcpStream, peer: SocketAddr) {
+    async fn admit(&self, tcp: TcpStream, peer: SocketAddr) {
         let peer = canonical(peer);
         let live = self.shared.live.snapshot();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -267,20 +309,22 @@ impl Acceptor {
         let admitted = match self.shared.admission.admit(peer.ip(), &live.settings) {
             Ok(a) => a,
             Err(turned) => {
-                let event = SessionEvent::Rejected {
-                    reason: turned.reason(),
-                };
-                self.shared.events.emit(&info, event);
-                if self.mode == Mode::Explicit {
-                    let _ =
-                        tokio::time::timeout(REJECT_WRITE_TIMEOUT, tcp.write_all(turned.reply()))
-                            .await;
-                }
-                return;
+                return self
+                    .reject(tcp, &info, turned.reason(), turned.reply())
+                    .await
             }
         };
         let Ok(local) = tcp.local_addr() else {
             return;
+        };
+        let destination = match transparent_destination(&tcp, local, &live.settings) {
+            Ok(d) => d,
+            Err(refused) => {
+                if let original::Refused::NotAllowed(dest) = refused {
+                    warn!(client = %peer, destination = %dest, "connection refused: original destination not in original_destination_allow");
+                }
+                return self.reject(tcp, &info, refused.reason(), NO_SERVICE).await;
+            }
         };
         let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty);
         let rate = live.settings.rate_session.map(Rate::new);
@@ -296,8 +340,28 @@ impl Acceptor {
             admission: self.shared.admission.clone(),
             rate,
             admitted: Some(admitted),
+            destination,
+            audited: Vec::new(),
         };
         self.sessions.spawn(driver::run(ctx, tcp).instrument(span));
+    }
+}
+
+/// The reply to a connection ftpsgate has no backend for.
+const NO_SERVICE: &[u8] = b"421 Service not available: no server to connect to.\r\n";
+
+/// In transparent mode, the backend of a connection accepted on `local`:
+/// its original destination, if the allow-list permits it.
+fn transparent_destination(
+    tcp: &TcpStream,
+    local: SocketAddr,
+    settings: &Settings,
+) -> Result<Option<SocketAddr>, original::Refused> {
+    match &settings.backends.target {
+        Target::Pool(_) => Ok(None),
+        Target::OriginalDestination { allow, port } => {
+            original::decide(original::lookup(tcp), local, allow, *port).map(Some)
+        }
     }
 }
 
@@ -343,12 +407,9 @@ impl Server {
             },
             ..status.metrics_state()
         });
-        let shared = self.shared.clone();
-        let backend: metrics::BackendFn =
-            Arc::new(move || shared.live.snapshot().settings.backend.clone());
         let stop = CancellationToken::new();
         info!(%addr, "metrics listening");
-        let task = endpoint.spawn(state, backend, stop.clone());
+        let task = endpoint.spawn(state, stop.clone());
         Some((stop, task))
     }
 }
@@ -369,8 +430,12 @@ impl Status {
             passive_ports_in_use: self.passive_ports_in_use(),
             passive_ports_free: self.passive_ports_free(),
             tls_bindings: self.bindings(),
-            // Hook: the ban table's count of addresses banned now, once it exists.
             bans_active: self.bans_active(),
+            backends: self.backends(),
+            transparent: matches!(
+                self.shared.live.snapshot().settings.backends.target,
+                Target::OriginalDestination { .. }
+            ),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use crate::backends::Pool;
 use crate::config::Settings;
 use crate::data::rate::Rate;
 use crate::tls::TlsContext;
@@ -26,6 +27,8 @@ pub struct Live {
     pub rate_total: Option<Arc<Rate>>,
     /// 1 for the state the proxy started with, +1 per accepted reload.
     pub generation: u64,
+    /// The backends of these settings, with their health and sessions.
+    pub pool: Arc<Pool>,
     /// The certificate, key and client CA files as they were just before
     /// `tls` was read from them: the watcher reloads when they differ.
     pub cert_files: FileStamps,
@@ -33,14 +36,17 @@ pub struct Live {
 
 impl Live {
     /// The state for `settings` and `tls`, generation `generation`;
-    /// `cert_files` were taken before `tls` was built.
+    /// `cert_files` were taken before `tls` was built. Backends unchanged
+    /// since `previous` keep their health and session counts.
     pub fn new(
         settings: Settings,
         tls: TlsContext,
         generation: u64,
         cert_files: FileStamps,
+        previous: Option<&Live>,
     ) -> Live {
         Live {
+            pool: Arc::new(Pool::new(&settings.backends, previous.map(|p| &*p.pool))),
             cert_files,
             rate_total: settings.rate_total.map(Rate::new),
             settings,

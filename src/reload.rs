@@ -54,7 +54,7 @@ impl Reloader {
         let generation = current.generation + 1;
         let fingerprint = tls.fingerprint.clone();
         self.live
-            .replace(Live::new(next, tls, generation, cert_files));
+            .replace(Live::new(next, tls, generation, cert_files, Some(&current)));
         Ok(Applied {
             generation,
             needs_restart,

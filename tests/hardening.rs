@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ftpsgate::config::{BackendAddr, Ccc, Host, Requirement};
+use ftpsgate::config::{BackendAddr, Backends, Ccc, Host, Requirement};
 use ftpsgate::events::TransferResult;
 use ftpsgate::session::Refusal;
 use support::harness::{
@@ -177,10 +177,10 @@ fn hiding_the_backend_address_never_corrupts_paths() {
     let proxy = Proxy::spawn(backend.addr, |s| {
         s.listen = vec!["127.0.0.3:0".parse().unwrap()];
         s.backend_connect = ftpsgate::config::BackendConnect::OnAccept;
-        s.backend = BackendAddr {
+        s.backends = Backends::single(BackendAddr {
             host: Host::Name("localhost".into()),
             port: backend.addr.port(),
-        };
+        });
     });
     let (mut c, greeting) = Client::connect(proxy.addr);
     assert_eq!(greeting.text(), "127.0.0.3 FTP ready");

@@ -97,6 +97,13 @@ fn a_real_transfer_and_a_refused_one_move_exactly_their_series() {
 
     let (mut c, _) = Client::connect(proxy.addr);
     c.login_secure(USER, PASS);
+    let backend_label = format!("{{backend=\"{}\"}}", b.addr());
+    let sessions = format!("ftpsgate_backend_sessions{backend_label}");
+    assert_eq!(
+        Scrape::take(m).value(&sessions),
+        1.0,
+        "the session counts on its backend"
+    );
     assert_eq!(c.cmd("TYPE I").code, 200);
     let (_, got, fin) = c.download("RETR f.bin");
     assert_eq!((fin.code, got.len()), (226, file.len()));
@@ -154,7 +161,16 @@ fn a_real_transfer_and_a_refused_one_move_exactly_their_series() {
         1.0
     );
     assert_eq!(d("ftpsgate_backend_connect_seconds_count"), 1.0);
-    assert_eq!(d("ftpsgate_backend_connect_failures_total"), 0.0);
+    assert_eq!(
+        d(&format!(
+            "ftpsgate_backend_connect_failures_total{backend_label}"
+        )),
+        0.0
+    );
+    assert_eq!(
+        after.value(&format!("ftpsgate_backend_sessions{backend_label}")),
+        0.0
+    );
     assert_eq!(
         d("ftpsgate_tls_handshakes_total{mode=\"explicit\",channel=\"control\",handshake=\"full\"}"),
         1.0
@@ -176,7 +192,10 @@ fn a_real_transfer_and_a_refused_one_move_exactly_their_series() {
         ))
     };
     assert_eq!((data("resumed"), data("full")), (resumed, 2.0 - resumed));
-    assert_eq!(after.value("ftpsgate_backend_up"), 1.0);
+    assert_eq!(
+        after.value(&format!("ftpsgate_backend_up{backend_label}")),
+        1.0
+    );
     settles(m, "ftpsgate_passive_ports_in_use", 0.0);
     settles(m, "ftpsgate_sessions_open", 0.0);
 }
@@ -201,12 +220,14 @@ fn ready_while_the_backend_answers_not_ready_once_it_is_gone() {
     };
     assert_eq!(code, 503, "{body}");
     assert!(
-        body.starts_with(&format!("not ready: backend {backend} unreachable: ")),
+        body.starts_with(&format!("not ready: no backend up ({backend}: ")),
         "{body}"
     );
     assert_eq!(body.lines().count(), 1, "{body}");
     assert_eq!(get(m, "/healthz").0, 200, "still serving");
-    assert_eq!(Scrape::take(m).value("ftpsgate_backend_up"), 0.0);
+    let up = format!("ftpsgate_backend_up{{backend=\"{backend}\"}}");
+    assert_eq!(Scrape::take(m).value(&up), 0.0);
+    assert!(Scrape::take(m).0.contains(&format!("{up} 0")));
     drop(proxy);
 }
 

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::backends::{BackendSpec, NamedBackend, Network, Selection};
 use super::values::{
-    BackendAddr, BackendConnect, BackendData, Bytes, Ccc, LogFormat, PortRange, Requirement, Reuse,
+    BackendConnect, BackendData, Bytes, Ccc, LogFormat, PortRange, Requirement, Reuse,
     TransferLogFormat, UploadEof,
 };
 use super::ConfigError;
@@ -21,7 +22,14 @@ use super::ConfigError;
 pub struct FileConfig {
     pub(super) listen: Option<Vec<ListenAddr>>,
     pub(super) implicit_listen: Option<Vec<ListenAddr>>,
-    pub(super) backend: Option<BackendAddr>,
+    pub(super) backend: Option<BackendSpec>,
+    pub(super) backends: Option<Vec<NamedBackend>>,
+    pub(super) backend_selection: Option<Selection>,
+    pub(super) user_routes: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) user_at_backend: Option<bool>,
+    pub(super) backend_health_interval: Option<u64>,
+    pub(super) original_destination_allow: Option<Vec<Network>>,
+    pub(super) original_destination_port: Option<u16>,
     pub(super) backend_connect: Option<BackendConnect>,
     pub(super) cert: Option<PathBuf>,
     pub(super) key: Option<PathBuf>,
@@ -54,6 +62,9 @@ pub struct FileConfig {
     pub(super) transfer_log_format: Option<TransferLogFormat>,
     pub(super) metrics: Option<SocketAddr>,
     pub(super) shutdown_grace: Option<u64>,
+    /// The file's text, so checks after parsing can name a key's line.
+    #[serde(skip)]
+    pub(super) text: String,
 }
 
 /// A listener address, `IP:PORT` (IPv6 as `[::]:990`), with an error that says so.
@@ -115,7 +126,10 @@ pub fn parse(name: &str, text: &str) -> Result<FileConfig, ConfigError> {
             return Err(error(key, message, line_of(text, key)));
         }
     }
-    serde_yaml::from_value(mapping.into()).map_err(|e| error("yaml", e.to_string(), None))
+    let mut config: FileConfig =
+        serde_yaml::from_value(mapping.into()).map_err(|e| error("yaml", e.to_string(), None))?;
+    config.text = text.to_string();
+    Ok(config)
 }
 
 /// `unknown field `x`, expected one of ...` in an operator's words.
@@ -127,7 +141,7 @@ fn unknown_key(message: &str) -> String {
 }
 
 /// The 1-based line where top-level `key` is set.
-fn line_of(text: &str, key: &str) -> Option<usize> {
+pub(super) fn line_of(text: &str, key: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             let l = l.trim_start_matches(['"', '\'']);

@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::backends::{BackendSpec, Backends, NamedBackend, Target};
 use super::file::{FileConfig, ListenAddr};
-use super::{ConfigError, Settings};
+use super::{BackendConnect, ConfigError, Settings};
 use crate::cli::ServeArgs;
 
 pub(super) struct Merge<'a> {
@@ -37,32 +38,88 @@ macro_rules! take {
 }
 
 impl Merge<'_> {
+    /// An error about `key`, set in `source`; when that is the file, the
+    /// key's line is named too.
     fn err(&self, key: &str, source: &str, message: impl Into<String>) -> ConfigError {
+        let from_file = source == self.name && self.args.config.is_some();
         ConfigError {
             source_name: source.to_string(),
             key: key.to_string(),
             message: message.into(),
-            line: None,
+            line: from_file
+                .then(|| super::file::line_of(&self.file.text, key))
+                .flatten(),
         }
     }
 
     pub(super) fn settings(&self) -> Result<Settings, ConfigError> {
         let (listen, implicit_listen) = self.listeners()?;
-        let Some((backend, _)) = pick!(self, backend) else {
-            return Err(self.err(
-                "backend",
-                self.name,
-                "missing: the plaintext FTP server as HOST:PORT",
-            ));
-        };
-        let mut s = Settings::new(listen, backend);
+        let first = "127.0.0.1:21".parse().expect("a valid address");
+        let mut s = Settings::new(listen, first);
+        s.backends = self.backends()?;
         s.implicit_listen = implicit_listen;
         self.tls(&mut s)?;
         self.policy(&mut s);
+        if s.backends.routes_by_user() && s.backend_connect == BackendConnect::OnAccept {
+            return Err(self.err(
+                "backend_connect",
+                self.name,
+                "on-accept cannot route by user (the backend is known only after USER); use after-tls",
+            ));
+        }
         self.timeouts(&mut s)?;
         self.limits(&mut s)?;
         self.operations(&mut s);
         Ok(s)
+    }
+
+    /// `backend` (a flag or the file) or `backends` (the file), then how a
+    /// session picks one.
+    fn backends(&self) -> Result<Backends, ConfigError> {
+        let target = match (pick!(self, backend), &self.file.backends) {
+            (Some((_, src)), Some(_)) if src == self.name => {
+                return Err(self.err("backends", src, "set either backend or backends, not both"))
+            }
+            (Some((BackendSpec::Address(a), _)), _) => Target::Pool(vec![NamedBackend {
+                name: a.to_string(),
+                address: a,
+            }]),
+            (Some((BackendSpec::OriginalDestination, _)), _) => Target::OriginalDestination {
+                allow: match self.args.original_destination_allow.is_empty() {
+                    true => self
+                        .file
+                        .original_destination_allow
+                        .clone()
+                        .unwrap_or_default(),
+                    false => self.args.original_destination_allow.clone(),
+                },
+                port: pick!(self, original_destination_port).map(|(v, _)| v),
+            },
+            (None, Some(list)) if !list.is_empty() => Target::Pool(list.clone()),
+            (None, _) => {
+                return Err(self.err(
+                    "backend",
+                    self.name,
+                    "missing: the plaintext FTP server as HOST:PORT (or a backends: list)",
+                ))
+            }
+        };
+        let mut b = Backends::single("127.0.0.1:21".parse().expect("a valid address"));
+        b.target = target;
+        take!(self, b, user_at_backend);
+        if let Some((v, _)) = pick!(self, backend_selection) {
+            b.selection = v;
+        }
+        b.user_routes = self.file.user_routes.clone().unwrap_or_default();
+        if let Some((v, src)) = pick!(self, backend_health_interval) {
+            if v == 0 {
+                return Err(self.err("backend_health_interval", src, "must be at least 1 second"));
+            }
+            b.health_interval = Duration::from_secs(v);
+        }
+        b.validate()
+            .map_err(|(key, m)| self.err(key, self.name, m))?;
+        Ok(b)
     }
 
     fn listeners(&self) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), ConfigError> {

@@ -4,6 +4,7 @@
 //! Values are typed where they are read ([`values`]); this module only
 //! merges them (a flag beats the file) and checks what spans several keys.
 
+pub mod backends;
 pub mod file;
 mod merge;
 pub mod values;
@@ -13,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use backends::{BackendSpec, Backends, NamedBackend, Network, Selection, Target};
 pub use values::{
     BackendAddr, BackendConnect, BackendData, Bytes, Ccc, Host, LogFormat, PortRange, Requirement,
     Reuse, TransferLogFormat, UploadEof,
@@ -53,8 +55,9 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// Implicit-FTPS listeners.
     pub implicit_listen: Vec<SocketAddr>,
-    /// The plaintext FTP server; a name is looked up per connection.
-    pub backend: BackendAddr,
+    /// The plaintext FTP server(s), or each connection's original
+    /// destination, and how a session picks one.
+    pub backends: Backends,
     /// Default after-tls: the backend is reached only after the client's TLS handshake.
     pub backend_connect: BackendConnect,
     /// PEM certificate chain; `None` means an ephemeral self-signed certificate.
@@ -123,12 +126,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults for everything but the listeners and the backend.
+    /// Defaults for everything but the listeners and the (one) backend.
     pub fn new(listen: Vec<SocketAddr>, backend: BackendAddr) -> Settings {
         Settings {
             listen,
             implicit_listen: Vec::new(),
-            backend,
+            backends: Backends::single(backend),
             backend_connect: BackendConnect::AfterTls,
             cert: None,
             key: None,
@@ -277,7 +280,10 @@ mod tests {
                 high: 50010
             })
         );
-        assert_eq!(s.backend.to_string(), "legacy.example:21");
+        assert_eq!(
+            s.backends.members()[0].address.to_string(),
+            "legacy.example:21"
+        );
 
         std::fs::write(
             &path,
@@ -291,5 +297,60 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key, "bogus");
         assert!(e.to_string().starts_with(&path.display().to_string()));
+    }
+
+    /// Resolves the file text `yaml` (flags from `tweak`).
+    fn from_file(yaml: &str, tweak: impl FnOnce(&mut ServeArgs)) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut a = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        tweak(&mut a);
+        Settings::resolve(&a)
+    }
+
+    #[test]
+    fn a_pool_with_routes_and_its_errors_with_lines() {
+        let pool = "listen: ['127.0.0.1:21']\nbackends:\n  - {name: east, address: '10.0.0.1:21'}\n  - {name: west, address: 'w.example:21'}\nbackend_selection: round-robin\nuser_routes: {alice: east}\nuser_at_backend: true\n";
+        let s = from_file(pool, |_| {}).unwrap();
+        assert_eq!(s.backends.members().len(), 2);
+        assert_eq!(s.backends.selection, Selection::RoundRobin);
+        assert!(s.backends.routes_by_user());
+        let s = from_file(pool, |a| a.user_at_backend = Some(false)).unwrap();
+        assert!(
+            !s.backends.user_at_backend,
+            "a flag turns a YAML boolean off"
+        );
+
+        let e = from_file(&pool.replace("alice: east", "alice: north"), |_| {}).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("user_routes", Some(6)));
+        assert!(e.message.contains("no backend named `north`"), "{e}");
+        let e = from_file(&format!("{pool}backend: 'h:21'\n"), |_| {}).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("backends", Some(2)));
+        let e =
+            from_file(pool, |a| a.backend_connect = Some(BackendConnect::OnAccept)).unwrap_err();
+        assert_eq!(e.key, "backend_connect");
+        // A flag's backend replaces the file's pool.
+        let s = from_file(pool, |a| a.backend = Some("10.9.9.9:21".parse().unwrap())).unwrap_err();
+        assert_eq!(
+            s.key, "user_routes",
+            "the map names backends the flag removed"
+        );
+
+        let transparent = "listen: ['127.0.0.1:21']\nbackend: original-destination\n";
+        let e = from_file(transparent, |_| {}).unwrap_err();
+        assert_eq!(e.key, "original_destination_allow");
+        let s = from_file(
+            &format!("{transparent}original_destination_allow: ['10.0.0.0/8']\n"),
+            |_| {},
+        )
+        .unwrap();
+        assert!(matches!(
+            s.backends.target,
+            Target::OriginalDestination { .. }
+        ));
     }
 }

@@ -110,11 +110,13 @@ pub fn parse_epsv_reply(text: &str) -> Result<u16, AddrError> {
 /// (`[::]`) listener appears as `::ffff:a.b.c.d`, and is an IPv4 client for
 /// PASV, PORT, EPRT `|1|` and the data-peer checks.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
+    SocketAddr::new(canonical_ip(addr.ip()), addr.port())
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is; others unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
 }

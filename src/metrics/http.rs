@@ -1,10 +1,10 @@
 //! The metrics endpoint (hyper, HTTP/1.1): `GET /metrics` (OpenMetrics text
 //! when the `Accept` header asks for it, else Prometheus text 0.0.4),
 //! `GET /healthz` (200 while the process serves) and `GET /readyz` (200 when
-//! listeners accept and the latest backend probe connected, else 503 and a
-//! one-line reason). The backend probe is a TCP connect every
-//! [`PROBE_INTERVAL`]. Everything is bounded: connections in flight, the
-//! time a connection may take, the time to read a request head.
+//! listeners accept and a backend passed its latest health check,
+//! [`crate::backends::health`]; else 503 and a one-line reason).
+//! Everything is bounded: connections in flight, the time a connection may
+//! take, the time to read a request head.
 
 use std::convert::Infallible;
 use std::io;
@@ -19,18 +19,17 @@ use hyper::service::service_fn;
 use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{Format, Metrics, State};
-use crate::config::BackendAddr;
+use crate::backends::health::CHECK_TIMEOUT;
+use crate::backends::Health;
 
-/// How often the backend is probed.
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
-/// How long one probe's connect may take.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/readyz` waits for the first health check after start.
+const FIRST_CHECK_WAIT: Duration = Duration::from_secs(CHECK_TIMEOUT.as_secs() + 1);
+
 /// Scrape connections served at once; more are closed at accept.
 const MAX_CONNECTIONS: usize = 32;
 /// The longest one connection may stay open.
@@ -40,25 +39,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads the proxy's state at each scrape (and for `/readyz`).
 pub type StateFn = Arc<dyn Fn() -> State + Send + Sync>;
-
-/// Names the backend in force at each probe (a reload may change it).
-pub type BackendFn = Arc<dyn Fn() -> BackendAddr + Send + Sync>;
-
-/// The latest backend probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Probe {
-    /// None finished yet.
-    Pending,
-    /// The backend accepted a TCP connection.
-    Up,
-    /// It did not.
-    Down {
-        /// The address probed.
-        backend: String,
-        /// Why.
-        error: String,
-    },
-}
 
 /// A bound, not yet serving metrics endpoint: bound at [`crate::Server`]
 /// bind time so a busy port fails start-up and the address is known early.
@@ -91,47 +71,33 @@ impl Endpoint {
         &self.metrics
     }
 
-    /// Serves (and probes the backend `backend` names) until `shutdown` is cancelled.
-    pub fn spawn(
-        self,
-        state: StateFn,
-        backend: BackendFn,
-        shutdown: CancellationToken,
-    ) -> JoinHandle<()> {
-        let (tx, rx) = watch::channel(Probe::Pending);
+    /// Serves until `shutdown` is cancelled.
+    pub fn spawn(self, state: StateFn, shutdown: CancellationToken) -> JoinHandle<()> {
         let app = Arc::new(App {
-            metrics: self.metrics.clone(),
+            metrics: self.metrics,
             state,
-            probe: rx,
         });
-        let probe = probe_loop(backend, self.metrics, tx, shutdown.clone());
-        let accept = accept_loop(self.listener, app, shutdown);
-        tokio::spawn(async move {
-            tokio::join!(probe, accept);
-        })
+        tokio::spawn(accept_loop(self.listener, app, shutdown))
     }
 }
 
-/// Binds `addr` and serves `metrics` (probing the fixed `backend`) until
-/// `shutdown`; returns the bound address and the serving task.
+/// Binds `addr` and serves `metrics` until `shutdown`; returns the bound
+/// address and the serving task.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     state: StateFn,
-    backend: BackendAddr,
     shutdown: CancellationToken,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
     let endpoint = Endpoint::bind(addr, metrics).await?;
     let addr = endpoint.local_addr();
-    let backend: BackendFn = Arc::new(move || backend.clone());
-    Ok((addr, endpoint.spawn(state, backend, shutdown)))
+    Ok((addr, endpoint.spawn(state, shutdown)))
 }
 
 /// What every request handler shares.
 struct App {
     metrics: Arc<Metrics>,
     state: StateFn,
-    probe: watch::Receiver<Probe>,
 }
 
 async fn accept_loop(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
@@ -206,25 +172,40 @@ impl App {
     }
 
     /// Why the proxy is not ready, or `None` when it is. Right after start
-    /// this waits (bounded) for the first probe rather than answer 503.
+    /// this waits (bounded) for the first health check rather than answer 503.
     async fn not_ready(&self) -> Option<String> {
-        if (self.state)().listeners == 0 {
-            return Some("no listener accepting".into());
-        }
-        let mut rx = self.probe.clone();
-        let wait = rx.wait_for(|p| *p != Probe::Pending);
-        let probe = match tokio::time::timeout(PROBE_TIMEOUT + Duration::from_secs(1), wait).await {
-            Ok(Ok(p)) => p.clone(),
-            _ => Probe::Pending,
-        };
-        match probe {
-            Probe::Up => None,
-            Probe::Down { backend, error } => {
-                Some(format!("backend {backend} unreachable: {error}"))
+        let deadline = tokio::time::Instant::now() + FIRST_CHECK_WAIT;
+        let state = loop {
+            let state = (self.state)();
+            let unchecked = state.backends.iter().all(|b| b.health == Health::Unknown);
+            if !unchecked || state.transparent || tokio::time::Instant::now() >= deadline {
+                break state;
             }
-            Probe::Pending => Some("backend not probed yet".into()),
-        }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        readiness(&state)
     }
+}
+
+/// Why `state` is not ready (pure): no listener, or no backend passed its
+/// latest check. Transparent mode has no pool to check.
+pub fn readiness(state: &State) -> Option<String> {
+    if state.listeners == 0 {
+        return Some("no listener accepting".into());
+    }
+    if state.transparent || state.backends.iter().any(|b| b.health == Health::Up) {
+        return None;
+    }
+    let why: Vec<String> = state
+        .backends
+        .iter()
+        .map(|b| match (&b.health, &b.error) {
+            (Health::Unknown, _) => format!("{}: not checked yet", b.name),
+            (_, Some(e)) => format!("{}: {e}", b.name),
+            (_, None) => format!("{}: down", b.name),
+        })
+        .collect();
+    Some(format!("no backend up ({})", why.join("; ")))
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -239,44 +220,4 @@ fn response(status: StatusCode, content_type: &'static str, body: String) -> Res
         header::HeaderValue::from_static(content_type),
     );
     r
-}
-
-/// Connects to the backend every [`PROBE_INTERVAL`] and publishes the result;
-/// logs only changes, so a down backend is one line, not one per probe.
-async fn probe_loop(
-    backend: BackendFn,
-    metrics: Arc<Metrics>,
-    tx: watch::Sender<Probe>,
-    stop: CancellationToken,
-) {
-    loop {
-        let target = backend().to_string();
-        let error = match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(&target)).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no answer within {PROBE_TIMEOUT:?}")),
-        };
-        metrics.set_backend_up(error.is_none());
-        let probe = match error {
-            None => Probe::Up,
-            Some(error) => Probe::Down {
-                backend: target.clone(),
-                error,
-            },
-        };
-        let before = tx.send_replace(probe.clone());
-        match (&before, &probe) {
-            (Probe::Up | Probe::Pending, Probe::Down { error, .. }) => {
-                warn!(backend = %target, %error, "backend probe failed; not ready")
-            }
-            (Probe::Down { .. }, Probe::Up) => {
-                info!(backend = %target, "backend probe connected; ready")
-            }
-            _ => {}
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
-            _ = stop.cancelled() => return,
-        }
-    }
 }

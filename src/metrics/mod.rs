@@ -13,7 +13,6 @@
 pub mod http;
 mod state;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -28,8 +27,8 @@ use crate::events::{
 use crate::ftp::command::Verb;
 use crate::session::Mode;
 
-pub use http::{serve, BackendFn, Endpoint, StateFn};
-pub use state::State;
+pub use http::{readiness, serve, Endpoint, StateFn};
+pub use state::{BackendState, State};
 use state::{Snapshot, StateCollector};
 
 /// Buckets of `ftpsgate_transfer_duration_seconds`: 10 ms to 30 min.
@@ -103,6 +102,11 @@ struct TransferLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabel {
     direction: &'static str,
 }
@@ -129,7 +133,7 @@ pub struct Metrics {
     bytes: Family<DirectionLabel, Counter>,
     transfer_seconds: Histograms<DirectionLabel>,
     backend_connect: Histogram,
-    backend_failures: Counter,
+    backend_failures: Family<BackendLabel, Counter>,
     bans: Counter,
     state: Arc<Snapshot>,
 }
@@ -158,7 +162,7 @@ impl Metrics {
             bytes: Family::default(),
             transfer_seconds: Family::new_with_constructor(transfer_histogram),
             backend_connect: Histogram::new(CONNECT_BUCKETS),
-            backend_failures: Counter::default(),
+            backend_failures: Family::default(),
             bans: Counter::default(),
             state: Default::default(),
         };
@@ -210,7 +214,7 @@ impl Metrics {
         );
         r.register(
             "policy_audited",
-            "Requests audit mode let through that enforcing would refuse, by reason",
+            "Sessions in which audit mode let through a request enforcing would refuse, by reason (once per session and reason)",
             self.audited.clone(),
         );
         self.register_data();
@@ -244,7 +248,7 @@ impl Metrics {
         );
         r.register(
             "backend_connect_failures",
-            "Sessions whose backend could not be reached (the client got 421)",
+            "Failed connects to a backend, by backend (the session tried the next one, or got 421)",
             self.backend_failures.clone(),
         );
         r.register(
@@ -253,13 +257,6 @@ impl Metrics {
             self.bans.clone(),
         );
         r.register_collector(Box::new(StateCollector(self.state.clone())));
-    }
-
-    /// Records whether the latest backend probe connected.
-    pub fn set_backend_up(&self, up: bool) {
-        self.state
-            .backend
-            .store(if up { 1 } else { 2 }, Ordering::Relaxed);
     }
 
     /// Encodes every series, with `state` as the state gauges.
@@ -329,8 +326,12 @@ impl EventSink for Metrics {
             SessionEvent::Banned { .. } => {
                 self.bans.inc();
             }
-            SessionEvent::BackendUnreachable { .. } => {
-                self.backend_failures.inc();
+            SessionEvent::BackendUnreachable { backend, .. } => {
+                self.backend_failures
+                    .get_or_create(&BackendLabel {
+                        backend: backend.clone(),
+                    })
+                    .inc();
             }
             SessionEvent::BackendConnected { elapsed, .. } => {
                 self.backend_connect.observe(elapsed.as_secs_f64());

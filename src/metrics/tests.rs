@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::backends::Health;
 use crate::data::DataError;
 use crate::error::Side;
 use crate::events::{DataMode, Ended, TlsDetails};
@@ -63,6 +64,7 @@ fn one_of_each() -> Vec<SessionEvent> {
         SessionEvent::Opened,
         SessionEvent::TlsEstablished(tls(false)),
         SessionEvent::BackendConnected {
+            name: "main".into(),
             backend: "127.0.0.1:21".parse().unwrap(),
             elapsed: Duration::from_millis(3),
         },
@@ -86,6 +88,7 @@ fn one_of_each() -> Vec<SessionEvent> {
             until: SystemTime::now(),
         },
         SessionEvent::BackendUnreachable {
+            backend: "main".into(),
             error: "refused".into(),
         },
         SessionEvent::Closed {
@@ -129,7 +132,7 @@ fn every_event_moves_its_series() {
         ("ftpsgate_transfer_duration_seconds_bucket{direction=\"download\",le=\"0.05\"}", 2.0),
         ("ftpsgate_backend_connect_seconds_count", 1.0),
         ("ftpsgate_backend_connect_seconds_bucket{le=\"0.005\"}", 1.0),
-        ("ftpsgate_backend_connect_failures_total", 1.0),
+        ("ftpsgate_backend_connect_failures_total{backend=\"main\"}", 1.0),
         ("ftpsgate_connections_rejected_total{reason=\"banned\"}", 1.0),
         ("ftpsgate_bans_total", 1.0),
     ];
@@ -148,8 +151,13 @@ fn state_gauges_come_from_the_snapshot() {
         passive_ports_free: Some(5),
         tls_bindings: 6,
         bans_active: 7,
+        backends: vec![
+            backend("east", Health::Up, 2),
+            backend("west", Health::Unknown, 0),
+        ],
+        transparent: false,
     };
-    let t = m.render(state, Format::Prometheus);
+    let t = m.render(state.clone(), Format::Prometheus);
     for (series, value) in [
         ("ftpsgate_listeners", 2.0),
         ("ftpsgate_sessions_open", 3.0),
@@ -157,14 +165,18 @@ fn state_gauges_come_from_the_snapshot() {
         ("ftpsgate_passive_ports_free", 5.0),
         ("ftpsgate_tls_bindings", 6.0),
         ("ftpsgate_bans_active", 7.0),
+        ("ftpsgate_backend_up{backend=\"east\"}", 1.0),
+        ("ftpsgate_backend_sessions{backend=\"east\"}", 2.0),
+        ("ftpsgate_backend_sessions{backend=\"west\"}", 0.0),
     ] {
         assert_eq!(sample(&t, series), Some(value), "{series}\n{t}");
     }
-    assert_eq!(sample(&t, "ftpsgate_backend_up"), None, "no probe yet");
-    m.set_backend_up(false);
+    let unchecked = "ftpsgate_backend_up{backend=\"west\"}";
+    assert_eq!(sample(&t, unchecked), None, "not checked yet: no sample");
     let t = m.render(
         State {
             passive_ports_free: None,
+            backends: vec![backend("west", Health::Down, 0)],
             ..state
         },
         Format::Prometheus,
@@ -175,7 +187,45 @@ fn state_gauges_come_from_the_snapshot() {
         "no range: no gauge"
     );
     assert_eq!(sample(&t, "ftpsgate_sessions_open"), Some(3.0));
-    assert_eq!(sample(&t, "ftpsgate_backend_up"), Some(0.0));
+    assert_eq!(sample(&t, unchecked), Some(0.0));
+}
+
+fn backend(name: &str, health: Health, sessions: usize) -> BackendState {
+    BackendState {
+        name: name.into(),
+        health,
+        error: (health == Health::Down).then(|| "connection refused".into()),
+        sessions,
+    }
+}
+
+#[test]
+fn readiness_needs_a_listener_and_a_backend_up() {
+    let state = |listeners, backends, transparent| State {
+        listeners,
+        backends,
+        transparent,
+        ..State::default()
+    };
+    let up = || vec![backend("a", Health::Down, 0), backend("b", Health::Up, 0)];
+    assert_eq!(readiness(&state(1, up(), false)), None);
+    assert_eq!(
+        readiness(&state(0, up(), false)).as_deref(),
+        Some("no listener accepting")
+    );
+    let down = vec![
+        backend("a", Health::Down, 0),
+        backend("b", Health::Unknown, 0),
+    ];
+    assert_eq!(
+        readiness(&state(1, down, false)).as_deref(),
+        Some("no backend up (a: connection refused; b: not checked yet)")
+    );
+    assert_eq!(
+        readiness(&state(1, vec![], true)),
+        None,
+        "transparent: no pool"
+    );
 }
 
 #[test]
@@ -239,20 +289,19 @@ async fn get(addr: SocketAddr, method: &str, path: &str, accept: &str) -> (u16, 
 fn ready_state() -> StateFn {
     Arc::new(|| State {
         listeners: 1,
+        backends: vec![backend("main", Health::Up, 0)],
         ..State::default()
     })
 }
 
 #[tokio::test]
 async fn routes_and_readiness() {
-    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let (addr, task) = serve(
         "127.0.0.1:0".parse().unwrap(),
         metrics.clone(),
         ready_state(),
-        backend.local_addr().unwrap().into(),
         stop.clone(),
     )
     .await
@@ -276,13 +325,6 @@ async fn routes_and_readiness() {
     assert_eq!((get(addr, "GET", "/healthz", "*/*").await.0), 200);
     let (code, _, body) = get(addr, "GET", "/readyz", "*/*").await;
     assert_eq!((code, body.as_str()), (200, "ready\n"));
-    assert_eq!(
-        sample(
-            &metrics.render(State::default(), Format::Prometheus),
-            "ftpsgate_backend_up"
-        ),
-        Some(1.0)
-    );
     assert_eq!(get(addr, "GET", "/nope", "*/*").await.0, 404);
     let (code, head, _) = get(addr, "POST", "/metrics", "*/*").await;
     assert_eq!(code, 405);
@@ -301,34 +343,31 @@ async fn routes_and_readiness() {
 
 #[tokio::test]
 async fn not_ready_without_backend_or_listeners() {
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
     let stop = CancellationToken::new();
+    let down: StateFn = Arc::new(|| State {
+        listeners: 1,
+        backends: vec![backend("main", Health::Down, 0)],
+        ..State::default()
+    });
     let (addr, _task) = serve(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Metrics::new()),
-        ready_state(),
-        dead.into(),
+        down,
         stop.clone(),
     )
     .await
     .unwrap();
     let (code, _, body) = get(addr, "GET", "/readyz", "*/*").await;
-    assert_eq!(code, 503, "{body}");
-    assert!(
-        body.starts_with(&format!("not ready: backend {dead} unreachable: ")),
-        "{body}"
+    assert_eq!(
+        (code, body.as_str()),
+        (503, "not ready: no backend up (main: connection refused)\n")
     );
-    assert_eq!(body.lines().count(), 1, "{body}");
     assert_eq!(get(addr, "GET", "/healthz", "*/*").await.0, 200);
 
     let (addr, _task) = serve(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Metrics::new()),
         Arc::new(State::default),
-        dead.into(),
         stop.clone(),
     )
     .await

@@ -5,8 +5,8 @@ used by the interop tests (started by `PyFtpd`, tests/support/tools/pyftpd.rs).
 A plain (no TLS) pyftpdlib FTPServer, one user with full read/write access
 to one directory. With --listen-stdin it accepts on the listening socket it
 was given as stdin (the test harness binds 127.0.0.1:0 itself, so the port
-is known before this starts); otherwise it binds 127.0.0.1:--port and
-prints the bound port on stdout. It serves until killed.
+is known before this starts); otherwise it binds --host:--port (default
+127.0.0.1, a port the OS picks) and prints the bound port on stdout. It serves until killed.
 
 Every command line the server receives is appended, verbatim (PASS
 included), one per line, to the command log given with --log (a file or a
@@ -18,6 +18,7 @@ Options:
   --log FILE           command log (required)
   --user/--password    credentials (default alice/secret)
   --listen-stdin       accept on the listening socket that is stdin (fd 0)
+  --host/--port        otherwise, where to listen (default 127.0.0.1:0)
   --port N             otherwise: listening port on 127.0.0.1 (default 0:
                        the OS picks; the port is printed)
   --disable CMD        answer CMD with "500 not understood" and leave it out
@@ -47,6 +48,7 @@ def main():
     parser.add_argument("--user", default="alice")
     parser.add_argument("--password", default="secret")
     parser.add_argument("--listen-stdin", action="store_true")
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--disable", action="append", default=[])
     parser.add_argument("--masquerade", default=None)
@@ -85,7 +87,7 @@ def main():
         os.close(null)
         server = FTPServer(listener, Handler)
     else:
-        server = FTPServer(("127.0.0.1", args.port), Handler)
+        server = FTPServer((args.host, args.port), Handler)
         sys.stdout.write(f"{server.socket.getsockname()[1]}\n")
         sys.stdout.flush()
     server.max_cons = 256

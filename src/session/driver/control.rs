@@ -140,25 +140,8 @@ impl BackendCtl {
         max_reply: usize,
     ) -> Result<(BackendCtl, Duration), SessionError> {
         let started = Instant::now();
-        let target = target.to_string();
-        let connect = async {
-            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-            for a in tokio::net::lookup_host(&target).await? {
-                match TcpStream::connect(a).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        };
-        let stream = tokio::time::timeout(BACKEND_CONNECT_TIMEOUT, connect)
+        let stream = crate::backends::connect(target, BACKEND_CONNECT_TIMEOUT)
             .await
-            .map_err(|_| {
-                SessionError::BackendDown(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connect timed out",
-                ))
-            })?
             .map_err(SessionError::BackendDown)?;
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().map_err(SessionError::BackendDown)?;

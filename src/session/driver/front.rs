@@ -72,7 +72,7 @@ impl Front<'_> {
     pub(super) fn decide(&mut self, cmd: Command) -> Action<DataSetup> {
         let action = self.session.on_command(cmd);
         for r in self.session.take_audits() {
-            self.ctx.emit(SessionEvent::PolicyAudited(r));
+            self.ctx.audit(r);
         }
         action
     }

@@ -5,9 +5,16 @@
 //! TLS handshake never reaches the legacy server. The lobby ends when the
 //! control connection is secured, or, under `control_tls: optional`, at the
 //! first command that needs the backend.
+//!
+//! When the backend is chosen by user (`user_routes`, `user_at_backend`),
+//! the lobby also serves implicit sessions and lasts until USER: the login
+//! is routed ([`crate::backends::route`]), and the session connects there.
+
+use tracing::info;
 
 use super::control::ClientEvent;
 use super::{Front, Next};
+use crate::backends::route::{self, Misrouted};
 use crate::data::transfer::DataSetup;
 use crate::error::SessionError;
 use crate::ftp::command::{Command, Verb};
@@ -26,6 +33,14 @@ pub(super) enum Exit {
     Run(Action<DataSetup>),
     /// The client said QUIT; the backend was never contacted.
     Quit,
+    /// USER arrived and was routed: connect to `backend` (or let the
+    /// selection choose) and send `user` (the rewritten USER) first.
+    Routed {
+        /// The USER command to send the backend.
+        user: Command,
+        /// The backend it must go to.
+        backend: Option<String>,
+    },
 }
 
 /// The lobby of one session.
@@ -33,13 +48,16 @@ pub(super) struct Lobby<'f, 'a> {
     front: &'f mut Front<'a>,
     /// HOST and OPTS, answered here and sent to the backend once connected.
     replay: Vec<Command>,
+    /// The lobby lasts until USER (the backend is chosen by user).
+    until_user: bool,
 }
 
 impl<'f, 'a> Lobby<'f, 'a> {
-    pub(super) fn new(front: &'f mut Front<'a>) -> Self {
+    pub(super) fn new(front: &'f mut Front<'a>, until_user: bool) -> Self {
         Lobby {
             front,
             replay: Vec::new(),
+            until_user,
         }
     }
 
@@ -50,9 +68,11 @@ impl<'f, 'a> Lobby<'f, 'a> {
 
     /// Greets the client and answers it until it is secured (or needs the backend).
     pub(super) async fn run(&mut self) -> Result<Exit, SessionError> {
-        self.front
-            .reply(220, "Service ready; send AUTH TLS to continue.")
-            .await?;
+        let greeting = match self.front.ctx.info.mode {
+            crate::session::Mode::Implicit => "Service ready.",
+            crate::session::Mode::Explicit => "Service ready; send AUTH TLS to continue.",
+        };
+        self.front.reply(220, greeting).await?;
         loop {
             let event = self.wait().await?;
             let cmd = match self.front.frame(event).await? {
@@ -77,7 +97,7 @@ impl<'f, 'a> Lobby<'f, 'a> {
             }
             Action::StartTls => {
                 self.front.auth_tls(false).await?;
-                return Ok(Some(Exit::Secured));
+                return Ok((!self.until_user).then_some(Exit::Secured));
             }
             Action::Feat(_) => rewrite::feat(None),
             Action::Quit(_) => {
@@ -91,12 +111,36 @@ impl<'f, 'a> Lobby<'f, 'a> {
                     }
                     r
                 }
+                None if self.until_user => return self.route(cmd).await,
                 None => return Ok(Some(Exit::Run(Action::Forward(cmd)))),
             },
+            _ if self.until_user => Reply::new(530, "Please log in with USER and PASS first."),
             other => return Ok(Some(Exit::Run(other))),
         };
         self.front.client.send(&reply).await?;
         Ok(None)
+    }
+
+    /// Before USER nothing goes to a backend; USER is routed (a login the
+    /// map sends elsewhere gets 530 and the lobby goes on).
+    async fn route(&mut self, cmd: Command) -> Result<Option<Exit>, SessionError> {
+        if cmd.verb != Verb::User {
+            self.front
+                .reply(530, "Please log in with USER and PASS first.")
+                .await?;
+            return Ok(None);
+        }
+        match route::route(&cmd.arg_str(), &self.front.ctx.live.settings.backends) {
+            Ok(r) => Ok(Some(Exit::Routed {
+                user: Command::new(Verb::User, &r.user),
+                backend: r.backend,
+            })),
+            Err(Misrouted(text)) => {
+                info!("login refused: {text}");
+                self.front.reply(530, &text).await?;
+                Ok(None)
+            }
+        }
     }
 
     /// The next client event, within the idle timeout and until shutdown.

@@ -8,6 +8,7 @@
 //! Every wait is bounded: backend connect and replies, the TLS handshake,
 //! control idle time, the client's data connection.
 
+mod backend;
 mod control;
 mod data;
 mod front;
@@ -29,8 +30,10 @@ use self::control::{BackendCtl, ClientCtl, ClientEvent};
 use self::front::{Front, Next};
 use self::lobby::{Exit, Lobby};
 use super::policy::{self, Verdict};
-use super::{Action, Login, Policy, Session};
+use super::{Action, Login, Policy, Refusal, Session};
 use crate::admission::{Admission, Admitted};
+use crate::backends::route::{self, Misrouted};
+use crate::backends::Slot;
 use crate::config::BackendConnect;
 use crate::data::connect::DataState;
 use crate::data::ports::PortPool;
@@ -38,7 +41,7 @@ use crate::data::rate::Rate;
 use crate::data::transfer::DataSetup;
 use crate::error::{Failure, SessionError};
 use crate::events::{Ended, Events, SessionEvent, SessionInfo};
-use crate::ftp::command::Command;
+use crate::ftp::command::{Command, Verb};
 use crate::ftp::reply::Reply;
 use crate::ftp::rewrite::{self, Hide};
 use crate::live::Live;
@@ -73,6 +76,11 @@ pub struct SessionContext {
     pub admitted: Option<Admitted>,
     /// This session's bandwidth cap (`rate_session`), shared by its transfers.
     pub rate: Option<Arc<Rate>>,
+    /// In transparent mode, where the client's connection was going (the
+    /// backend); checked against the allow-list at accept.
+    pub destination: Option<SocketAddr>,
+    /// Reasons already audited in this session: each is reported once.
+    pub audited: Vec<&'static str>,
 }
 
 impl SessionContext {
@@ -80,11 +88,21 @@ impl SessionContext {
         self.events.emit(&self.info, event);
     }
 
+    /// Reports what audit mode let through, once per session and reason:
+    /// the operator learns which sessions enforcing would break, not how
+    /// many commands each one sent.
+    fn audit(&mut self, refusal: Refusal) {
+        if !self.audited.contains(&refusal.reason()) {
+            self.audited.push(refusal.reason());
+            self.emit(SessionEvent::PolicyAudited(refusal));
+        }
+    }
+
     /// `client_cert: audit`: a control connection without a certificate is reported.
-    fn audit_client_cert(&self, tls: &upgrade::Established) {
+    fn audit_client_cert(&mut self, tls: &upgrade::Established) {
         let mode = self.live.settings.client_cert;
         if let Verdict::Audit(r) = policy::client_cert(mode, tls.client_cert.is_some()) {
-            self.emit(SessionEvent::PolicyAudited(r));
+            self.audit(r);
         }
     }
 
@@ -143,7 +161,8 @@ async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), S
     let session = Session::new(ctx.policy(), ctx.info.client.ip());
     let binding = Arc::new(ctx.bindings.register(ctx.info.client.ip()));
     let implicit = ctx.policy().implicit;
-    let lobby = !implicit && ctx.live.settings.backend_connect == BackendConnect::AfterTls;
+    let routing = ctx.live.settings.backends.routes_by_user();
+    let after_tls = ctx.live.settings.backend_connect == BackendConnect::AfterTls;
     let mut front = Front {
         ctx,
         client,
@@ -154,26 +173,38 @@ async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), S
     if implicit {
         front.secure().await?;
     }
-    let mut lobby = match lobby {
-        true => Some(Lobby::new(&mut front)),
-        false => None,
+    let exit = if routing || (!implicit && after_tls) {
+        let mut lobby = Lobby::new(&mut front, routing);
+        let exit = lobby.run().await?;
+        (exit, lobby.into_replay())
+    } else {
+        (Exit::Greet, Vec::new())
     };
-    let exit = match lobby.as_mut() {
-        Some(l) => l.run().await?,
-        None => Exit::Greet,
+    let (exit, replay) = exit;
+    let routed = match &exit {
+        Exit::Quit => return Ok(()),
+        Exit::Routed { backend, .. } => backend.clone(),
+        _ => None,
     };
-    let replay = lobby.map(Lobby::into_replay).unwrap_or_default();
-    if matches!(exit, Exit::Quit) {
-        return Ok(());
-    }
-    let backend = connect_backend(front.ctx).await?;
+    let backend = backend::connect(front.ctx, routed.as_deref()).await?;
     let mut driver = Driver::new(front, backend);
-    match exit {
-        Exit::Greet => driver.greeting().await?,
-        Exit::Secured | Exit::Run(_) => driver.swallow_greeting(replay).await?,
-        Exit::Quit => {}
-    }
-    if let Exit::Run(action) = exit {
+    let first = match exit {
+        Exit::Greet => {
+            driver.greeting().await?;
+            None
+        }
+        Exit::Secured => driver.swallow_greeting(replay).await.map(|()| None)?,
+        Exit::Run(action) => driver
+            .swallow_greeting(replay)
+            .await
+            .map(|()| Some(action))?,
+        Exit::Routed { user, .. } => {
+            driver.swallow_greeting(replay).await?;
+            Some(Action::Forward(user))
+        }
+        Exit::Quit => None,
+    };
+    if let Some(action) = first {
         if driver.execute(action).await? {
             return Ok(());
         }
@@ -181,30 +212,14 @@ async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), S
     driver.command_loop().await
 }
 
-/// Connects to the backend and reports it.
-async fn connect_backend(ctx: &mut SessionContext) -> Result<BackendCtl, SessionError> {
-    let s = &ctx.live.settings;
-    match BackendCtl::connect(&s.backend, s.max_reply).await {
-        Ok((backend, elapsed)) => {
-            ctx.emit(SessionEvent::BackendConnected {
-                backend: backend.peer,
-                elapsed,
-            });
-            Ok(backend)
-        }
-        Err(e) => {
-            ctx.emit(SessionEvent::BackendUnreachable {
-                error: e.to_string(),
-            });
-            Err(e)
-        }
-    }
-}
-
 /// One session's control loop, with the backend connected.
 struct Driver<'a> {
     front: Front<'a>,
     backend: BackendCtl,
+    /// The backend's name, for routing a later USER.
+    backend_name: String,
+    /// Counts this session on its pool member.
+    _slot: Option<Slot>,
     hide: Hide,
     deferred: VecDeque<ClientEvent>,
     /// PROT level and pending transfer, for passive accepts that start TLS on arrival.
@@ -212,10 +227,11 @@ struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    fn new(front: Front<'a>, backend: BackendCtl) -> Driver<'a> {
+    fn new(front: Front<'a>, connected: backend::Connected) -> Driver<'a> {
+        let backend = connected.ctl;
         let hide = Hide {
             backend: backend.peer,
-            backend_name: front.ctx.live.settings.backend.name().map(str::to_string),
+            backend_name: connected.host_name,
             proxy: front.ctx.local,
             proxy_backend_side: backend.local,
             client: front.ctx.info.client,
@@ -227,6 +243,8 @@ impl<'a> Driver<'a> {
         Driver {
             front,
             backend,
+            backend_name: connected.name,
+            _slot: connected.slot,
             hide,
             deferred: VecDeque::new(),
             data_state,
@@ -320,6 +338,9 @@ impl<'a> Driver<'a> {
             }
             Action::StartTls => self.front.auth_tls(!self.deferred.is_empty()).await?,
             Action::ClearControl => self.clear_control().await?,
+            Action::Forward(cmd) if cmd.verb == Verb::User && self.routes_by_user() => {
+                self.relogin(cmd).await?
+            }
             Action::Forward(cmd) => self.forward(&cmd).await?,
             Action::Feat(cmd) => self.feat(&cmd).await?,
             Action::Passive { extended } => self.passive(extended).await?,
@@ -379,6 +400,29 @@ impl<'a> Driver<'a> {
                 None => {}
             }
             return self.relay(r).await;
+        }
+    }
+
+    fn routes_by_user(&self) -> bool {
+        self.front.ctx.live.settings.backends.routes_by_user()
+    }
+
+    /// A USER once the backend is chosen is routed like the first one; a
+    /// login that belongs on another backend gets 530 (a session keeps its
+    /// backend).
+    async fn relogin(&mut self, cmd: Command) -> Result<(), SessionError> {
+        match route::route(&cmd.arg_str(), &self.front.ctx.live.settings.backends) {
+            Ok(r) if r.backend.as_ref().map_or(true, |b| *b == self.backend_name) => {
+                self.forward(&Command::new(Verb::User, &r.user)).await
+            }
+            Ok(r) => {
+                let text = format!(
+                    "User {} is served by another server; connect again to log in there.",
+                    r.user
+                );
+                self.front.reply(530, &text).await
+            }
+            Err(Misrouted(text)) => self.front.reply(530, &text).await,
         }
     }
 

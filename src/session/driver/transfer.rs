@@ -294,7 +294,7 @@ impl Driver<'_> {
             .outcome
             .unwrap_or_else(|| TransferOutcome::failed(DataError::Aborted, None));
         for r in audits {
-            self.front.ctx.emit(SessionEvent::PolicyAudited(r));
+            self.front.ctx.audit(r);
         }
         record.bytes = outcome.bytes;
         record.data_tls = tls;

@@ -89,7 +89,7 @@ pub struct Files {
 /// A running real FTP server; see the module docs. [`super::PyFtpd`],
 /// [`super::Vsftpd`] and [`super::Proftpd`] name it per daemon.
 pub struct FtpServer<D: Daemon> {
-    /// Control address (127.0.0.1, a port the OS chose).
+    /// Control address (127.0.0.1 unless started on another, a port the OS chose).
     pub addr: SocketAddr,
     /// The directory the FTP user sees as `/`.
     pub root: PathBuf,
@@ -109,6 +109,12 @@ pub struct FtpServer<D: Daemon> {
 impl<D: Daemon> FtpServer<D> {
     /// Starts the daemon with `opts` and returns once it has greeted.
     pub fn try_start(opts: &D::Options) -> io::Result<Self> {
+        Self::try_start_on(Ipv4Addr::LOCALHOST, opts)
+    }
+
+    /// Starts the daemon on `ip` (another loopback address plays another
+    /// host) with `opts`; returns once it has greeted.
+    pub fn try_start_on(ip: Ipv4Addr, opts: &D::Options) -> io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("ftpsgate-{}-", D::NAME))
             .tempdir()?;
@@ -124,7 +130,7 @@ impl<D: Daemon> FtpServer<D> {
         fs::set_permissions(&files.root, fs::Permissions::from_mode(0o777))?;
         let log = CommandLog::create(&files.log)?;
         let launch = D::configure(&files, opts)?;
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let listener = TcpListener::bind((ip, 0))?;
         let addr = listener.local_addr()?;
         let stderr = files.stderr.clone();
         let processes = match D::SERVING {
