@@ -27,6 +27,8 @@ pub struct SessionInfo {
     pub mode: Mode,
     /// The user name sent with USER, once known (never the password).
     pub user: Option<String>,
+    /// The backend's name, once connected.
+    pub backend: Option<String>,
 }
 
 /// One fact about a session.

@@ -305,6 +305,7 @@ impl Acceptor {
             client: peer,
             mode: self.mode,
             user: None,
+            backend: None,
         };
         let admitted = match self.shared.admission.admit(peer.ip(), &live.settings) {
             Ok(a) => a,
@@ -326,7 +327,13 @@ impl Acceptor {
                 return self.reject(tcp, &info, refused.reason(), NO_SERVICE).await;
             }
         };
-        let span = tracing::info_span!("session", id, client = %peer, user = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "session",
+            id,
+            client = %peer,
+            user = tracing::field::Empty,
+            backend = tracing::field::Empty
+        );
         let rate = live.settings.rate_session.map(Rate::new);
         let ctx = SessionContext {
             live,

@@ -191,6 +191,7 @@ pub fn json_line(s: &SessionInfo, r: &TransferRecord) -> String {
         "session": s.id,
         "client": s.client.ip().to_string(),
         "user": s.user,
+        "backend": s.backend,
         "verb": r.verb.as_str(),
         "path": r.path,
         "direction": direction(r.direction),
@@ -279,6 +280,7 @@ mod tests {
             client: "192.0.2.7:40000".parse().unwrap(),
             mode: Mode::Explicit,
             user: Some("alice".into()),
+            backend: Some("east".into()),
         };
         let r = TransferRecord {
             started: UNIX_EPOCH + Duration::from_secs(1_796_075_367),

@@ -22,6 +22,7 @@ fn info(mode: Mode) -> SessionInfo {
         client: "127.0.0.1:40000".parse().unwrap(),
         mode,
         user: Some("alice".into()),
+        backend: None,
     }
 }
 

@@ -67,6 +67,8 @@ pub(super) async fn connect(
     for a in attempts(ctx, routed) {
         match BackendCtl::connect(&a.addr, max_reply).await {
             Ok((ctl, elapsed)) => {
+                ctx.info.backend = Some(a.name.clone());
+                tracing::Span::current().record("backend", a.name.as_str());
                 ctx.emit(SessionEvent::BackendConnected {
                     name: a.name.clone(),
                     backend: ctl.peer,
