@@ -1,14 +1,15 @@
 //! The `ftpsgate` binary: parses the command line, installs the log, runs
-//! `serve` (default), `check` or `cert`, handles the signals of a long-lived
-//! service (SIGTERM/SIGINT stop, twice stops at once; SIGHUP reloads and
-//! reopens the transfer log; SIGUSR1 only reopens it), tells systemd where
-//! it stands, and maps errors to a non-zero exit code.
+//! `serve` (default), `check`, `cert`, `completions` or `man`, handles the
+//! signals of a long-lived service (SIGTERM/SIGINT stop, twice stops at
+//! once; SIGHUP reloads and reopens the transfer log; SIGUSR1 only reopens
+//! it), tells systemd where it stands, and maps errors to a non-zero exit
+//! code.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use ftpsgate::cli::{Cli, Command, ServeArgs};
+use ftpsgate::cli::{CertArgs, Cli, Command, ServeArgs};
 use ftpsgate::events::{EventSink, Events, TracingSink};
 use ftpsgate::reload::Reloader;
 use ftpsgate::transfer_log::TransferLog;
@@ -22,14 +23,15 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::Check { config }) => check(config),
-        Some(Command::Cert {
-            hostname,
-            cert_out,
-            key_out,
-        }) => ftpsgate::tls::write_self_signed(&hostname, &cert_out, &key_out).map(|fp| {
-            println!("wrote {} and {}", cert_out.display(), key_out.display());
-            println!("SHA-256 fingerprint: {fp}");
-        }),
+        Some(Command::Cert(args)) => cert(args),
+        Some(Command::Completions { shell }) => {
+            ftpsgate::cli::write_completions(shell, &mut std::io::stdout().lock())
+                .map_err(Into::into)
+        }
+        Some(Command::Man { subcommand }) => {
+            ftpsgate::cli::write_man(subcommand.as_deref(), &mut std::io::stdout().lock())
+                .map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,6 +40,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn cert(args: CertArgs) -> anyhow::Result<()> {
+    let files = ftpsgate::tls::cert::CertFiles {
+        cert: &args.cert_out,
+        key: &args.key_out,
+        force: args.force,
+    };
+    let written = ftpsgate::tls::write_self_signed(&args.hostname, args.days, files)?;
+    let until = written.not_after;
+    println!(
+        "wrote {} and {}",
+        args.cert_out.display(),
+        args.key_out.display()
+    );
+    println!("SHA-256 fingerprint: {}", written.fingerprint);
+    println!(
+        "valid for {} days, until {}-{:02}-{:02} {:02}:{:02} UTC",
+        args.days,
+        until.year(),
+        u8::from(until.month()),
+        until.day(),
+        until.hour(),
+        until.minute()
+    );
+    Ok(())
 }
 
 fn check(config: std::path::PathBuf) -> anyhow::Result<()> {

@@ -1,7 +1,8 @@
 //! The `ftpsgate` binary: `check` on every example and deploy config and on
-//! broken fixtures (the message names the file and the key), `cert`, and
-//! `serve` started from flags, reached with curl-free raw FTP, and stopped
-//! with SIGTERM.
+//! broken fixtures (the message names the file and the key), `cert` (what
+//! it writes, what it refuses), `completions` and `man`, the systemd unit's
+//! essentials, and `serve` started from flags, reached with curl-free raw
+//! FTP, and stopped with SIGTERM.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
@@ -168,4 +169,225 @@ fn serve_answers_and_stops_on_sigterm() {
         err.contains("ephemeral self-signed certificate") && err.contains("sha256"),
         "{err}"
     );
+}
+
+/// Runs `ftpsgate cert` with `args` writing `c.pem` and `k.pem` in `dir`.
+fn cert_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    bin()
+        .arg("cert")
+        .args(args)
+        .arg("--cert-out")
+        .arg(dir.join("c.pem"))
+        .arg("--key-out")
+        .arg(dir.join("k.pem"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cert_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    assert!(cert_in(dir.path(), &["--hostname", "ftp.example.test"])
+        .status
+        .success());
+    let old_key = std::fs::read(&key).unwrap();
+    let old_cert = std::fs::read(&cert).unwrap();
+
+    // Either file existing is enough to refuse, and nothing is written.
+    for existing in [&key, &cert] {
+        let other = if existing == &key { &cert } else { &key };
+        std::fs::remove_file(other).unwrap();
+        let out = cert_in(dir.path(), &["--hostname", "ftp.example.test"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&existing.display().to_string()) && err.contains("--force"),
+            "{err}"
+        );
+        assert!(
+            !other.exists(),
+            "{} written despite the refusal",
+            other.display()
+        );
+        std::fs::write(&key, &old_key).unwrap();
+        std::fs::write(&cert, &old_cert).unwrap();
+    }
+    assert_eq!(std::fs::read(&key).unwrap(), old_key);
+    assert_eq!(std::fs::read(&cert).unwrap(), old_cert);
+
+    let out = cert_in(dir.path(), &["--hostname", "ftp.example.test", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read(&key).unwrap(), old_key);
+    assert_ne!(std::fs::read(&cert).unwrap(), old_cert);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // No temporary files are left beside them.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["c.pem", "k.pem"]);
+}
+
+#[test]
+fn cert_refuses_a_bad_hostname_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "ftp_1.example.test",
+        "-ftp.example.test",
+        "ftp..example",
+        "10.0.0.256",
+        "",
+    ] {
+        let out = cert_in(dir.path(), &["--hostname", bad]);
+        assert!(!out.status.success(), "{bad:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--hostname"), "{bad:?}: {err}");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+    let out = cert_in(
+        dir.path(),
+        &["--hostname", "ftp.example.test", "--days", "3651"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--days"));
+}
+
+#[test]
+fn cert_subject_names_validity_and_key_type() {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    const DAY: i64 = 86_400;
+    for (hostname, days) in [("ftp.example.test", None), ("192.0.2.7", Some(30))] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--hostname", hostname];
+        let days_arg = days.map(|d: i64| d.to_string());
+        if let Some(d) = &days_arg {
+            args.extend(["--days", d]);
+        }
+        let out = cert_in(dir.path(), &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pem = std::fs::read(dir.path().join("c.pem")).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let (_, cert) = X509Certificate::from_der(&pem.contents).unwrap();
+
+        let cn: Vec<&str> = cert
+            .subject()
+            .iter_common_name()
+            .map(|cn| cn.as_str().unwrap())
+            .collect();
+        assert_eq!(cn, [hostname]);
+        let validity = cert.validity();
+        let seconds = validity.not_after.timestamp() - validity.not_before.timestamp();
+        assert_eq!(seconds, days.unwrap_or(365) * DAY, "{hostname}");
+        assert!(validity.is_valid(), "valid now: {validity:?}");
+
+        let sans = cert.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = sans
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => d.to_string(),
+                GeneralName::IPAddress(ip) => match ip.len() {
+                    4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*ip).unwrap()).to_string(),
+                    _ => std::net::IpAddr::from(<[u8; 16]>::try_from(*ip).unwrap()).to_string(),
+                },
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, [hostname, "localhost", "127.0.0.1", "::1"]);
+        // id-ecPublicKey on the prime256v1 curve.
+        let spki = &cert.public_key().algorithm;
+        assert_eq!(spki.algorithm.to_id_string(), "1.2.840.10045.2.1");
+        let curve = spki.parameters.as_ref().unwrap().as_oid().unwrap();
+        assert_eq!(curve.to_id_string(), "1.2.840.10045.3.1.7");
+    }
+}
+
+#[test]
+fn completions_come_from_the_clap_definitions() {
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains("--passive-ports") && script.contains("complete -F"),
+        "{script}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("passive-ports"),
+            "{shell}"
+        );
+    }
+    let out = bin().args(["completions", "tcsh"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+}
+
+#[test]
+fn man_prints_a_roff_page() {
+    let out = bin().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.starts_with(".TH ftpsgate 1 "), "{page}");
+    // roff writes a hyphen in an option name as `\-`.
+    let text = page.replace("\\-", "-");
+    assert!(
+        text.contains("--backend-connect") && text.contains("ftpsgate-cert(1)"),
+        "{page}"
+    );
+
+    let out = bin().args(["man", "cert"]).output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap().replace("\\-", "-");
+    assert!(
+        page.starts_with(".TH ftpsgate-cert 1 ") && page.contains("--force"),
+        "{page}"
+    );
+}
+
+#[test]
+fn systemd_unit_keeps_its_essentials() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ftpsgate.service"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    assert!(has("Type=notify"), "readiness comes from sd_notify");
+    assert!(
+        has("LoadCredential=key:"),
+        "the key reaches DynamicUser as a credential"
+    );
+    assert!(has("LoadCredential=cert:"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ExecStartPre=") && l.contains(" check ")),
+        "the configuration is checked before start"
+    );
+    assert!(has("ExecReload="), "SIGHUP reload");
+    assert!(has("DynamicUser=yes"));
+    // Longer than the default shutdown_grace (30 s), so systemd does not cut the drain.
+    let stop = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .expect("TimeoutStopSec=");
+    assert!(stop.parse::<u64>().unwrap() > 30, "{stop}");
 }
