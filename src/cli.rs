@@ -35,12 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy (the default).
     Serve(Box<ServeArgs>),
-    /// Validate a configuration file and exit.
-    Check {
-        /// The YAML file to check.
-        #[arg(long)]
-        config: PathBuf,
-    },
+    /// Validate the configuration (the file and the same flags as serve,
+    /// e.g. --cert/--key) and exit; errors name the file, line and key.
+    Check(Box<ServeArgs>),
     /// Write a self-signed certificate and key (PEM, ECDSA P-256).
     ///
     /// The key is ECDSA P-256 (rcgen's default, which every TLS 1.3

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
-        Some(Command::Check { config }) => check(config),
+        Some(Command::Check(args)) => check(&args),
         Some(Command::Cert(args)) => cert(args),
         Some(Command::Completions { shell }) => {
             ftpsgate::cli::write_completions(shell, &mut std::io::stdout().lock())
@@ -68,15 +68,17 @@ fn cert(args: CertArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(config: std::path::PathBuf) -> anyhow::Result<()> {
-    let args = ServeArgs {
-        config: Some(config.clone()),
-        ..Default::default()
-    };
-    let settings = Settings::resolve(&args)?;
+/// Resolves the configuration exactly as `serve` would (file and flags) and
+/// loads the certificate and key, then says where it came from.
+fn check(args: &ServeArgs) -> anyhow::Result<()> {
+    let name = args
+        .config
+        .as_ref()
+        .map_or("command line".to_string(), |c| c.display().to_string());
+    let settings = Settings::resolve(args)?;
     ftpsgate::tls::TlsContext::from_settings(&settings)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
-    println!("{}: ok", config.display());
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    println!("{name}: ok");
     Ok(())
 }
 

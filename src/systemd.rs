@@ -36,20 +36,23 @@ fn abstract_addr(_: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
 }
 
 /// `RELOADING=1` with the monotonic timestamp `Type=notify-reload` asks for.
+/// Without a clock reading the field is left out (a zero would make
+/// systemd take the reload as stale).
 pub fn notify_reloading() {
-    notify(&format!(
-        "RELOADING=1\nMONOTONIC_USEC={}",
-        monotonic_usec().as_micros()
-    ));
+    match monotonic_usec() {
+        Some(t) => notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", t.as_micros())),
+        None => notify("RELOADING=1"),
+    }
 }
 
-/// CLOCK_MONOTONIC, read from `/proc/uptime` (no unsafe clock call needed;
-/// systemd only compares it with its own clock at 10 ms resolution).
-fn monotonic_usec() -> Duration {
+/// The time since boot, read from `/proc/uptime` (no unsafe clock call
+/// needed). That is CLOCK_BOOTTIME, never behind CLOCK_MONOTONIC, and
+/// systemd only checks that the reload began after its request.
+fn monotonic_usec() -> Option<Duration> {
     std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs_f64)
+        .map(Duration::from_secs_f64)
 }
 
 /// True when stderr is connected to the journal (`$JOURNAL_STREAM` names
@@ -85,6 +88,6 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
-        assert!(monotonic_usec() > Duration::ZERO);
+        assert!(monotonic_usec().is_some_and(|t| t > Duration::ZERO));
     }
 }
