@@ -163,6 +163,22 @@ fn from_v1(bytes: &[u8]) -> Result<Origin, HeaderError> {
     })
 }
 
+/// What ftpsgate tells a backend about the client (`backend_proxy_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outbound {
+    /// Which header, if any.
+    pub version: BackendProxyProtocol,
+    /// The real client.
+    pub client: SocketAddr,
+}
+
+impl Outbound {
+    /// The header for a backend connection that reached `destination`.
+    pub fn header(&self, destination: SocketAddr) -> io::Result<Option<Vec<u8>>> {
+        encode(self.version, self.client, destination)
+    }
+}
+
 /// The header ftpsgate sends first on a backend control connection: the
 /// real client `source` connecting to `destination` (the backend address
 /// ftpsgate reached). Mixed families are both written as IPv6 (an IPv4

@@ -31,7 +31,7 @@ use self::lobby::{Exit, Lobby};
 use super::policy::{self, Verdict};
 use super::{Action, Login, Policy, Session};
 use crate::admission::{Admission, Admitted};
-use crate::config::BackendConnect;
+use crate::config::{BackendConnect, ProxyTrust};
 use crate::data::connect::DataState;
 use crate::data::ports::PortPool;
 use crate::data::rate::Rate;
@@ -42,6 +42,7 @@ use crate::ftp::command::Command;
 use crate::ftp::reply::Reply;
 use crate::ftp::rewrite::{self, Hide};
 use crate::live::Live;
+use crate::proxy_protocol::Outbound;
 use crate::tls::reuse::Bindings;
 
 /// Commands a client may queue while a transfer runs.
@@ -65,6 +66,12 @@ pub struct SessionContext {
     pub info: SessionInfo,
     /// The proxy's address on the client's control connection.
     pub local: SocketAddr,
+    /// The address the client connected to: a balancer's PROXY header
+    /// destination, else `local`. The default address of 227 replies.
+    pub seen_as: SocketAddr,
+    /// The balancer settings of the listener, when the session came through
+    /// one: passive data connections from it carry a PROXY header too.
+    pub balancer: Option<ProxyTrust>,
     /// Every live control session's TLS binding.
     pub bindings: Arc<Bindings>,
     /// Limits and bans, for reporting failed logins.
@@ -104,8 +111,19 @@ impl SessionContext {
             data_tls: s.data_tls,
             ccc: s.ccc,
             implicit: self.info.mode == super::Mode::Implicit,
-            public_v4: s.public_address.is_some_and(|a| a.is_ipv4()),
+            public_v4: self
+                .configured_address()
+                .unwrap_or(self.seen_as.ip())
+                .is_ipv4(),
         }
+    }
+
+    /// The address configured for this client's passive replies (split
+    /// horizon on the real client address, else `public_address`).
+    fn configured_address(&self) -> Option<std::net::IpAddr> {
+        let s = &self.live.settings;
+        let client = self.info.client.ip();
+        rewrite::configured_address(&s.public_address_by_network, s.public_address, client)
     }
 }
 
@@ -184,7 +202,11 @@ async fn serve(ctx: &mut SessionContext, client: &mut ClientCtl) -> Result<(), S
 /// Connects to the backend and reports it.
 async fn connect_backend(ctx: &mut SessionContext) -> Result<BackendCtl, SessionError> {
     let s = &ctx.live.settings;
-    match BackendCtl::connect(&s.backend, s.max_reply).await {
+    let proxy = Outbound {
+        version: s.backend_proxy_protocol,
+        client: ctx.info.client,
+    };
+    match BackendCtl::connect(&s.backend, s.max_reply, &proxy).await {
         Ok((backend, elapsed)) => {
             ctx.emit(SessionEvent::BackendConnected {
                 backend: backend.peer,
@@ -216,7 +238,7 @@ impl<'a> Driver<'a> {
         let hide = Hide {
             backend: backend.peer,
             backend_name: front.ctx.live.settings.backend.name().map(str::to_string),
-            proxy: front.ctx.local,
+            proxy: front.ctx.seen_as,
             proxy_backend_side: backend.local,
             client: front.ctx.info.client,
         };
