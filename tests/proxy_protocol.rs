@@ -122,7 +122,10 @@ fn only_trusted_balancers_may_connect_and_their_header_names_the_client() {
 #[test]
 fn bad_late_or_foreign_version_headers_are_refused_and_counted() {
     let backend = scripted();
-    let proxy = Proxy::spawn(backend.addr, |s| behind_balancer(s, ProxyProtocol::V1));
+    let proxy = Proxy::spawn(backend.addr, |s| {
+        behind_balancer(s, ProxyProtocol::V1);
+        s.metrics = Some("127.0.0.1:0".parse().unwrap());
+    });
     let (_, g) = Client::connect_proxied(
         proxy.addr,
         balancer(),
@@ -135,6 +138,13 @@ fn bad_late_or_foreign_version_headers_are_refused_and_counted() {
     closed_silently(&mut silent);
     let reasons: Vec<&str> = rejected(&proxy, 3).into_iter().map(|(_, r)| r).collect();
     assert_eq!(reasons, ["proxy_invalid", "proxy_invalid", "proxy_timeout"]);
+    let metrics = scrape(proxy.metrics_addr().unwrap());
+    for line in [
+        "ftpsgate_connections_rejected_total{reason=\"proxy_invalid\"} 2",
+        "ftpsgate_connections_rejected_total{reason=\"proxy_timeout\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
     // Each was the balancer's own connection: nothing reached the backend.
     assert!(backend.wait_open(0, Duration::from_secs(1)));
     assert_eq!(proxy.events.opened(), 0);
@@ -375,4 +385,21 @@ fn the_backend_is_told_the_real_client_first() {
         )
         .into_bytes()
     );
+}
+
+/// `GET /metrics` over a plain socket: the body.
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split_once("\r\n\r\n")
+        .expect("an HTTP response")
+        .1
+        .to_string()
 }

@@ -244,7 +244,12 @@ impl Merge<'_> {
             s.proxy_protocol_timeout = Duration::from_secs(v);
         }
         take!(self, s, backend_proxy_protocol);
-        // Listener mappings apply only when the listeners come from the file.
+        self.listener_balancers(s)
+    }
+
+    /// Listener mappings with their own PROXY settings (only when the
+    /// listeners come from the file, not from flags).
+    fn listener_balancers(&self, s: &mut Settings) -> Result<(), ConfigError> {
         let lists = [
             (false, self.args.listen.is_empty(), &self.file.listen),
             (
