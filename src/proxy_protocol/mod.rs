@@ -1,7 +1,7 @@
 //! The PROXY protocol (HAProxy's `proxy-protocol.txt`, v1 text and v2
 //! binary): what a trusted balancer's header says about a connection
 //! ([`interpret`], parsing by the `ppp` crate), reading exactly one header
-//! off a fresh connection within a deadline and a size cap ([`read`]), and
+//! off a fresh connection within a deadline and a size cap ([`read_header`]), and
 //! the header ftpsgate itself sends to a backend ([`encode`]).
 //!
 //! A header is only ever read from a peer inside the listener's
