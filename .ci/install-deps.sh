@@ -7,7 +7,8 @@
 # nothing that is already in place.
 #
 # Installs:
-#   * curl, lftp, rclone, openssl, iproute2, iptables (Debian packages)
+#   * curl, lftp, rclone, openssl, haproxy (Debian packages; haproxy is
+#     only run by tests/haproxy.rs in the foreground, its service is stopped)
 #   * pyftpdlib (PyPI, for the `python3` on PATH)
 #   * vsftpd and proftpd binaries, side by side under $FTPSGATE_TOOLS
 #     (default /opt/ftpsgate-tools). Debian's FTP daemon packages conflict
@@ -57,9 +58,11 @@ LIBS=(libc6 libcap2 libpam0g libpam-modules libpam-runtime libssl3 libwrap0
 log "apt-get install clients and daemon libraries"
 # iproute2 and iptables: tests/transparent.rs builds network namespaces with
 # a nat REDIRECT rule (the transparent appliance mode).
-apt-get "${APT_OPTS[@]}" install curl lftp rclone openssl ca-certificates passwd \
+apt-get "${APT_OPTS[@]}" install curl lftp rclone openssl haproxy ca-certificates passwd \
     iproute2 iptables \
     "${LIBS[@]}" >/dev/null
+# The tests run their own haproxy in the foreground; the packaged service is not wanted.
+invoke-rc.d haproxy stop >/dev/null 2>&1 || true
 
 # --- Python ------------------------------------------------------------------
 if python3 -c "import pyftpdlib, sys; sys.exit(pyftpdlib.__ver__ != '${PYFTPDLIB_VERSION}')" \
@@ -129,6 +132,7 @@ log "installed:"
 printf '  curl:      %s\n' "$(curl --version | head -n1)"
 printf '  lftp:      %s\n' "$(lftp --version | head -n1)"
 printf '  rclone:    %s\n' "$(rclone version | head -n1)"
+printf '  haproxy:   %s\n' "$(/usr/sbin/haproxy -v | head -n1)"
 printf '  python3:   %s (%s)\n' "$(python3 --version 2>&1)" "$(command -v python3)"
 printf '  pyftpdlib: %s\n' "$(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)')"
 # `vsftpd -v` prints its version on stdin's descriptor (fd 0), then exits 0.

@@ -13,8 +13,8 @@ use clap_complete::Shell;
 
 use crate::config::backends::{BackendSpec, Network, Selection};
 use crate::config::values::{
-    BackendConnect, BackendData, Bytes, Ccc, LogFormat, PortRange, Requirement, Reuse,
-    TransferLogFormat, UploadEof,
+    AddressByNetwork, BackendConnect, BackendData, BackendProxyProtocol, Bytes, Ccc, LogFormat,
+    PortRange, ProxyProtocol, Requirement, Reuse, TransferLogFormat, UploadEof,
 };
 use crate::tls::cert::{CertName, DEFAULT_DAYS, MAX_DAYS};
 
@@ -189,6 +189,25 @@ pub struct ServeArgs {
     /// Address advertised in 227 replies (NAT); default: the control connection's local address.
     #[arg(long, value_name = "IP")]
     pub public_address: Option<IpAddr>,
+    /// Split horizon: clients in NETWORK are told ADDRESS in 227 replies
+    /// (first match wins, before --public-address); repeatable.
+    #[arg(long, value_name = "NETWORK=ADDRESS")]
+    pub public_address_by_network: Vec<AddressByNetwork>,
+    /// Ports advertised in 227/229 instead of --passive-ports (same length, mapped 1:1).
+    #[arg(long, value_name = "LOW-HIGH")]
+    pub public_passive_ports: Option<PortRange>,
+    /// PROXY protocol header expected on every listener: off, v1, v2 or any.
+    #[arg(long, value_enum)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// A balancer network trusted to send PROXY headers (CIDR); repeatable.
+    #[arg(long, value_name = "NETWORK")]
+    pub proxy_protocol_from: Vec<Network>,
+    /// Seconds a trusted balancer has to send its PROXY header.
+    #[arg(long, value_name = "SECS")]
+    pub proxy_protocol_timeout: Option<u64>,
+    /// PROXY header sent first on the backend control connection: off, v1 or v2.
+    #[arg(long, value_enum)]
+    pub backend_proxy_protocol: Option<BackendProxyProtocol>,
     /// required: USER/PASS before AUTH TLS get 530.
     #[arg(long, value_enum)]
     pub control_tls: Option<Requirement>,

@@ -39,9 +39,13 @@ pub enum SessionEvent {
     /// The control connection's TLS handshake completed.
     TlsEstablished(TlsDetails),
     /// The listener turned the connection away before a session started
-    /// (421 at connect): `max_sessions`, `max_sessions_per_ip` or a ban.
+    /// (421 at connect): `max_sessions`, `max_sessions_per_ip` or a ban; or
+    /// closed it on a listener behind a balancer: `proxy_untrusted` (not from
+    /// `proxy_protocol_from`), `proxy_invalid`, `proxy_timeout` (no valid
+    /// PROXY header in time) or `proxy_pending` (too many headers awaited).
+    /// `client` is then the connection's own peer.
     Rejected {
-        /// `max_sessions`, `max_sessions_per_ip` or `banned`.
+        /// `max_sessions`, `max_sessions_per_ip`, `banned` or a `proxy_` reason.
         reason: &'static str,
     },
     /// This session's failed login got its address banned until `until`.
@@ -238,6 +242,9 @@ impl EventSink for TracingSink {
                 client_cert = t.client_cert.as_deref().unwrap_or("none"),
                 "control TLS established"
             ),
+            SessionEvent::Rejected { reason } if reason.starts_with("proxy_") => {
+                warn!(reason, "refused at connect (closed: PROXY protocol)")
+            }
             SessionEvent::Rejected { reason } => info!(reason, "refused at connect (421)"),
             SessionEvent::Banned { until } => warn!(
                 until = %humantime_utc(*until),

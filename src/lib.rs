@@ -43,6 +43,7 @@ pub mod listener;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod session;
 pub mod stream;

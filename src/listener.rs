@@ -2,7 +2,10 @@
 //! at bind time) and builds the first [`Live`] state; [`Server::run`] accepts
 //! until shutdown. Each accept loop only accepts, applies the session limit,
 //! and spawns one session task with its tracing span; the session takes its
-//! snapshot of the live state there. Shutdown: listeners close, sessions
+//! snapshot of the live state there. On a listener behind a balancer (PROXY
+//! protocol) only the trusted balancers may connect, and the header is read
+//! in the connection's own task first: the limits, bans and the session see
+//! the real client address. Shutdown: listeners close, sessions
 //! answer 421 at their next line boundary, running transfers get a bounded
 //! grace period.
 
@@ -15,17 +18,18 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::admission::Admission;
 use crate::backends::{health, original};
-use crate::config::{Settings, Target};
+use crate::config::{ProxyTrust, Settings, Target};
 use crate::data::ports::{listen_on, PortPool};
 use crate::data::rate::Rate;
 use crate::events::{Events, SessionEvent, SessionInfo};
 use crate::ftp::addr::canonical;
 use crate::live::{FileStamps, Live, LiveState};
 use crate::metrics::{self, Metrics};
+use crate::proxy_protocol::{self, HeaderError, Origin};
 use crate::reload::Reloader;
 use crate::session::driver::{self, SessionContext};
 use crate::session::Mode;
@@ -38,6 +42,8 @@ const REJECT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const BAN_SWEEP: Duration = Duration::from_secs(10);
 /// How long cut sessions get to write their records and 421 after the grace period.
 const CUT_WAIT: Duration = Duration::from_secs(5);
+/// Connections from balancers whose PROXY header is still awaited, per listener.
+const MAX_PENDING_HEADERS: usize = 1024;
 
 /// What every accept loop shares.
 struct Shared {
@@ -102,7 +108,8 @@ impl Status {
 /// A bound, not yet running proxy.
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<(Mode, TcpListener)>,
+    /// Each listener with its configured address (which names its PROXY settings).
+    listeners: Vec<(Mode, SocketAddr, TcpListener)>,
     /// The metrics endpoint, with `--metrics`.
     metrics: Option<metrics::Endpoint>,
 }
@@ -131,7 +138,7 @@ impl Server {
             for addr in addrs {
                 let l =
                     listen_on(*addr, 1024).with_context(|| format!("cannot listen on {addr}"))?;
-                listeners.push((mode, l));
+                listeners.push((mode, *addr, l));
             }
         }
         let (events, metrics) = bind_metrics(&settings, events).await?;
@@ -157,7 +164,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<(Mode, SocketAddr)> {
         self.listeners
             .iter()
-            .filter_map(|(m, l)| l.local_addr().ok().map(|a| (*m, a)))
+            .filter_map(|(m, _, l)| l.local_addr().ok().map(|a| (*m, a)))
             .collect()
     }
 
@@ -191,16 +198,20 @@ impl Server {
     pub async fn run_until(mut self, shutdown: CancellationToken, now: CancellationToken) {
         let metrics = self.start_metrics(&shutdown);
         let tracker = TaskTracker::new();
-        for (mode, listener) in self.listeners {
+        for (mode, configured, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, ?mode, "listening");
             }
             let accept = Acceptor {
                 listener,
-                mode,
-                shared: self.shared.clone(),
-                stop: shutdown.clone(),
-                sessions: tracker.clone(),
+                configured,
+                pending: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HEADERS)),
+                admit: Admit {
+                    mode,
+                    shared: self.shared.clone(),
+                    stop: shutdown.clone(),
+                    sessions: tracker.clone(),
+                },
             };
             tracker.spawn(accept.run());
         }
@@ -253,10 +264,33 @@ async fn sweep_bans(shared: Arc<Shared>, stop: CancellationToken) {
 /// One listener's accept loop.
 struct Acceptor {
     listener: TcpListener,
+    /// The address as configured (`0.0.0.0:21`), which names its PROXY settings.
+    configured: SocketAddr,
+    /// Connections whose PROXY header is being read.
+    pending: Arc<tokio::sync::Semaphore>,
+    admit: Admit,
+}
+
+/// What admitting a connection needs; cloned into a task that reads a PROXY header first.
+#[derive(Clone)]
+struct Admit {
     mode: Mode,
     shared: Arc<Shared>,
     stop: CancellationToken,
     sessions: TaskTracker,
+}
+
+/// Who a connection is from once any PROXY header has been read.
+#[derive(Debug, Clone)]
+struct Arrival {
+    /// The real client.
+    client: SocketAddr,
+    /// The balancer it came through.
+    via: Option<SocketAddr>,
+    /// The address the client connected to, when a header said so.
+    seen_as: Option<SocketAddr>,
+    /// The listener's balancer settings, when it came through one.
+    balancer: Option<ProxyTrust>,
 }
 
 impl Acceptor {
@@ -272,10 +306,83 @@ impl Acceptor {
                         continue;
                     }
                 },
-                _ = self.stop.cancelled() => return,
+                _ = self.admit.stop.cancelled() => return,
             };
-            self.admit(tcp, peer).await;
+            let peer = canonical(peer);
+            let trust = self.trust();
+            if !trust.is_on() {
+                let arrival = Arrival {
+                    client: peer,
+                    via: None,
+                    seen_as: None,
+                    balancer: None,
+                };
+                self.admit.admit(tcp, arrival).await;
+                continue;
+            }
+            self.balanced(tcp, peer, trust);
         }
+    }
+
+    /// This listener's PROXY settings in the live state.
+    fn trust(&self) -> ProxyTrust {
+        let live = self.admit.shared.live.snapshot();
+        let implicit = self.admit.mode == Mode::Implicit;
+        live.settings.proxy_trust(implicit, self.configured).clone()
+    }
+
+    /// A connection to a listener behind a balancer: only a trusted
+    /// balancer may connect, and its header is read in the connection's own
+    /// task (bounded), then the connection is admitted as its real client.
+    fn balanced(&self, mut tcp: TcpStream, peer: SocketAddr, trust: ProxyTrust) {
+        if !trust.trusts(peer.ip()) {
+            warn!(%peer, "connection refused: not from a balancer in proxy_protocol_from");
+            return self.admit.rejected(peer, proxy_protocol::UNTRUSTED);
+        }
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            warn!(%peer, "connection refused: too many PROXY headers awaited");
+            return self.admit.rejected(peer, "proxy_pending");
+        };
+        let admit = self.admit.clone();
+        let limit = admit.shared.live.snapshot().settings.proxy_protocol_timeout;
+        self.admit.sessions.spawn(async move {
+            let header = proxy_protocol::read_header(&mut tcp, trust.accept, limit).await;
+            drop(permit);
+            match header {
+                Ok(origin) => admit.admit(tcp, arrival(peer, origin, trust)).await,
+                Err(HeaderError::Closed) => debug!(%peer, "balancer closed before a PROXY header"),
+                Err(e) => {
+                    warn!(%peer, error = %e, "connection refused: PROXY header");
+                    admit.rejected(peer, e.reason());
+                }
+            }
+        });
+    }
+}
+
+/// The real client per the header (the balancer itself for LOCAL/UNKNOWN).
+fn arrival(peer: SocketAddr, origin: Origin, trust: ProxyTrust) -> Arrival {
+    Arrival {
+        client: origin.source.unwrap_or(peer),
+        via: Some(peer),
+        seen_as: origin.destination,
+        balancer: Some(trust),
+    }
+}
+
+impl Admit {
+    /// Reports a connection turned away before any session started.
+    fn rejected(&self, client: SocketAddr, reason: &'static str) {
+        let info = SessionInfo {
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            client,
+            mode: self.mode,
+            user: None,
+            backend: None,
+        };
+        self.shared
+            .events
+            .emit(&info, SessionEvent::Rejected { reason });
     }
 
     /// Turns a connection away: the `Rejected` event, and on the explicit
@@ -295,9 +402,9 @@ impl Acceptor {
         }
     }
 
-    /// Applies the admission limits and spawns the session.
-    async fn admit(&self, tcp: TcpStream, peer: SocketAddr) {
-        let peer = canonical(peer);
+    /// Applies the admission limits to the real client and spawns the session.
+    async fn admit(&self, tcp: TcpStream, arrival: Arrival) {
+        let peer = arrival.client;
         let live = self.shared.live.snapshot();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let info = SessionInfo {
@@ -331,10 +438,15 @@ impl Acceptor {
             "session",
             id,
             client = %peer,
+            via = tracing::field::Empty,
             user = tracing::field::Empty,
             backend = tracing::field::Empty
         );
+        if let Some(via) = arrival.via {
+            span.record("via", tracing::field::display(via));
+        }
         let rate = live.settings.rate_session.map(Rate::new);
+        let local = canonical(local);
         let ctx = SessionContext {
             live,
             pool: self.shared.pool.clone(),
@@ -342,7 +454,9 @@ impl Acceptor {
             shutdown: self.stop.clone(),
             cut: self.shared.cut.clone(),
             info,
-            local: canonical(local),
+            local,
+            seen_as: arrival.seen_as.unwrap_or(local),
+            balancer: arrival.balancer,
             bindings: self.shared.bindings.clone(),
             admission: self.shared.admission.clone(),
             rate,

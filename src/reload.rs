@@ -101,6 +101,7 @@ fn keep_fixed(next: &mut Settings, current: &Settings) {
     next.listen.clone_from(&current.listen);
     next.implicit_listen.clone_from(&current.implicit_listen);
     next.passive_ports = current.passive_ports;
+    next.public_passive_ports = current.public_passive_ports;
     next.metrics = current.metrics;
     next.max_sessions = current.max_sessions;
     next.log_format = current.log_format;

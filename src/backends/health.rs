@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Health, Member};
+use crate::config::BackendProxyProtocol;
 use crate::ftp::reply::ReplyParser;
 use crate::live::LiveState;
+use crate::proxy_protocol::encode_local;
 
 /// Time for one check: connect and the greeting.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -33,8 +35,9 @@ pub async fn run(live: Arc<LiveState>, single: bool, stop: CancellationToken) {
         let members = state.pool.members();
         let mut checks = JoinSet::new();
         if members.len() > 1 || single {
+            let proxy = state.settings.backend_proxy_protocol;
             for member in members {
-                checks.spawn(check_and_record(member.clone()));
+                checks.spawn(check_and_record(member.clone(), proxy));
             }
         }
         while checks.join_next().await.is_some() {}
@@ -46,8 +49,8 @@ pub async fn run(live: Arc<LiveState>, single: bool, stop: CancellationToken) {
 }
 
 /// Checks one member and logs a change of its health.
-async fn check_and_record(member: Arc<Member>) {
-    let result = check(&member).await;
+async fn check_and_record(member: Arc<Member>, proxy: BackendProxyProtocol) {
+    let result = check(&member, proxy).await;
     note(&member, result);
 }
 
@@ -66,12 +69,16 @@ pub fn note(member: &Member, result: Result<(), String>) {
     }
 }
 
-/// Connects, reads the greeting (220 is healthy), says QUIT.
-pub async fn check(member: &Member) -> Result<(), String> {
+/// Connects (with a PROXY `LOCAL` header when the backend expects headers),
+/// reads the greeting (220 is healthy), says QUIT.
+pub async fn check(member: &Member, proxy: BackendProxyProtocol) -> Result<(), String> {
     let greeted = async {
         let mut tcp = super::connect(&member.addr, CHECK_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(header) = encode_local(proxy).map_err(|e| e.to_string())? {
+            tcp.write_all(&header).await.map_err(|e| e.to_string())?;
+        }
         let mut parser = ReplyParser::with_max_bytes(GREETING_CAP);
         let mut buf = [0u8; 2048];
         loop {

@@ -6,15 +6,13 @@
 //! keys live in [`Backends::validate`].
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::values::BackendAddr;
-use crate::ftp::addr::canonical_ip;
+pub use super::values::Network;
 
 /// What `--backend` / `backend:` names: one server, or the address each
 /// client connection was originally sent to (kernel NAT redirect).
@@ -67,45 +65,6 @@ pub enum Selection {
     RoundRobin,
     /// The healthy one with the fewest sessions now.
     LeastConnections,
-}
-
-/// An IP network, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Network(ipnet::IpNet);
-
-impl Network {
-    /// Whether `ip` (IPv4-mapped IPv6 taken as IPv4) is inside.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.contains(&canonical_ip(ip))
-    }
-}
-
-impl FromStr for Network {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Network, String> {
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(Network(ip.into()));
-        }
-        s.parse::<ipnet::IpNet>()
-            .map(|n| Network(n.trunc()))
-            .map_err(|_| {
-                format!("`{s}` is not a network (10.0.0.0/8, 2001:db8::/32 or an address)")
-            })
-    }
-}
-
-impl TryFrom<String> for Network {
-    type Error = String;
-    fn try_from(s: String) -> Result<Network, String> {
-        s.parse()
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
 }
 
 /// Where sessions go.

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::backends::{BackendSpec, NamedBackend, Network, Selection};
 use super::values::{
-    BackendConnect, BackendData, Bytes, Ccc, LogFormat, PortRange, Requirement, Reuse,
-    TransferLogFormat, UploadEof,
+    AddressByNetwork, BackendConnect, BackendData, BackendProxyProtocol, Bytes, Ccc, LogFormat,
+    PortRange, ProxyProtocol, Requirement, Reuse, TransferLogFormat, UploadEof,
 };
 use super::ConfigError;
 
@@ -35,6 +35,12 @@ pub struct FileConfig {
     pub(super) key: Option<PathBuf>,
     pub(super) passive_ports: Option<PortRange>,
     pub(super) public_address: Option<IpAddr>,
+    pub(super) public_address_by_network: Option<Vec<AddressByNetwork>>,
+    pub(super) public_passive_ports: Option<PortRange>,
+    pub(super) proxy_protocol: Option<ProxyProtocol>,
+    pub(super) proxy_protocol_from: Option<Vec<Network>>,
+    pub(super) proxy_protocol_timeout: Option<u64>,
+    pub(super) backend_proxy_protocol: Option<BackendProxyProtocol>,
     pub(super) control_tls: Option<Requirement>,
     pub(super) data_tls: Option<Requirement>,
     pub(super) ccc: Option<Ccc>,
@@ -67,17 +73,51 @@ pub struct FileConfig {
     pub(super) text: String,
 }
 
-/// A listener address, `IP:PORT` (IPv6 as `[::]:990`), with an error that says so.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(try_from = "String")]
-pub(super) struct ListenAddr(pub(super) SocketAddr);
+/// A listener: `IP:PORT` (IPv6 as `[::]:990`), or a mapping with its own
+/// PROXY protocol setting:
+/// `{address: 0.0.0.0:21, proxy_protocol: v2, proxy_protocol_from: [10.0.0.0/24]}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "serde_yaml::Value")]
+pub(super) struct ListenAddr {
+    pub(super) address: SocketAddr,
+    pub(super) proxy_protocol: Option<ProxyProtocol>,
+    pub(super) proxy_protocol_from: Option<Vec<Network>>,
+}
 
-impl TryFrom<String> for ListenAddr {
+/// The mapping form of a listener.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenMapping {
+    address: String,
+    proxy_protocol: Option<ProxyProtocol>,
+    proxy_protocol_from: Option<Vec<Network>>,
+}
+
+fn listen_address(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an IP:PORT address (IPv6 as [::1]:990)"))
+}
+
+impl TryFrom<serde_yaml::Value> for ListenAddr {
     type Error = String;
-    fn try_from(s: String) -> Result<ListenAddr, String> {
-        s.parse()
-            .map(ListenAddr)
-            .map_err(|_| format!("`{s}` is not an IP:PORT address (IPv6 as [::1]:990)"))
+    fn try_from(v: serde_yaml::Value) -> Result<ListenAddr, String> {
+        if let serde_yaml::Value::String(s) = &v {
+            return Ok(ListenAddr {
+                address: listen_address(s)?,
+                proxy_protocol: None,
+                proxy_protocol_from: None,
+            });
+        }
+        let m: ListenMapping = serde_yaml::from_value(v).map_err(|e| {
+            format!(
+                "a listener is IP:PORT or {{address, proxy_protocol, proxy_protocol_from}}: {e}"
+            )
+        })?;
+        Ok(ListenAddr {
+            address: listen_address(&m.address)?,
+            proxy_protocol: m.proxy_protocol,
+            proxy_protocol_from: m.proxy_protocol_from,
+        })
     }
 }
 
@@ -218,6 +258,12 @@ mod tests {
             "{}",
             e.message
         );
+        let e = error_of("listen: [{address: '127.0.0.1:21', proxy: v2}]\n");
+        assert_eq!(e.key, "listen");
+        assert!(e.message.contains("unknown field `proxy`"), "{}", e.message);
+        let e = error_of("proxy_protocol_from: [10.0.0.0/40]\n");
+        assert_eq!(e.key, "proxy_protocol_from");
+        assert!(e.message.contains("is not a network"), "{}", e.message);
         let e = error_of("idle_timeout: soon\n");
         assert_eq!(e.key, "idle_timeout");
         assert!(!e.message.contains("u64"), "{}", e.message);

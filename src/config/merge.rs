@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::backends::{BackendSpec, Backends, NamedBackend, Target};
 use super::file::{FileConfig, ListenAddr};
-use super::{BackendConnect, ConfigError, Settings};
+use super::{BackendConnect, ConfigError, ListenerProxy, ProxyTrust, Settings};
 use crate::cli::ServeArgs;
 
 pub(super) struct Merge<'a> {
@@ -70,6 +70,8 @@ impl Merge<'_> {
         self.timeouts(&mut s)?;
         self.limits(&mut s)?;
         self.operations(&mut s);
+        self.balancers(&mut s)?;
+        self.passive(&mut s)?;
         Ok(s)
     }
 
@@ -125,7 +127,7 @@ impl Merge<'_> {
     fn listeners(&self) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), ConfigError> {
         let list = |flag: &Vec<SocketAddr>, file: &Option<Vec<ListenAddr>>| {
             if flag.is_empty() {
-                file.iter().flatten().map(|a| a.0).collect()
+                file.iter().flatten().map(|a| a.address).collect()
             } else {
                 flag.clone()
             }
@@ -270,4 +272,109 @@ impl Merge<'_> {
         s.transfer_log = pick!(self, transfer_log).map(|(v, _)| v);
         s.metrics = pick!(self, metrics).map(|(v, _)| v);
     }
+
+    /// PROXY protocol: the defaults (`proxy_protocol`, `proxy_protocol_from`)
+    /// and each listener mapping's own; every listener that expects a header
+    /// must name the balancers it trusts.
+    fn balancers(&self, s: &mut Settings) -> Result<(), ConfigError> {
+        let accept = pick!(self, proxy_protocol);
+        let from = match self.args.proxy_protocol_from.is_empty() {
+            false => Some((self.args.proxy_protocol_from.clone(), "command line")),
+            true => self
+                .file
+                .proxy_protocol_from
+                .clone()
+                .map(|v| (v, self.name)),
+        };
+        let src = accept.map_or(self.name, |(_, src)| src);
+        s.proxy = ProxyTrust {
+            accept: accept.map(|(v, _)| v).unwrap_or_default(),
+            from: from.map(|(v, _)| v).unwrap_or_default(),
+        };
+        if s.proxy.is_on() && s.proxy.from.is_empty() {
+            return Err(self.err("proxy_protocol_from", src, NO_BALANCERS));
+        }
+        if let Some((v, src)) = pick!(self, proxy_protocol_timeout) {
+            if v == 0 {
+                return Err(self.err("proxy_protocol_timeout", src, "must be at least 1 second"));
+            }
+            s.proxy_protocol_timeout = Duration::from_secs(v);
+        }
+        take!(self, s, backend_proxy_protocol);
+        self.listener_balancers(s)
+    }
+
+    /// Listener mappings with their own PROXY settings (only when the
+    /// listeners come from the file, not from flags).
+    fn listener_balancers(&self, s: &mut Settings) -> Result<(), ConfigError> {
+        let lists = [
+            (false, self.args.listen.is_empty(), &self.file.listen),
+            (
+                true,
+                self.args.implicit_listen.is_empty(),
+                &self.file.implicit_listen,
+            ),
+        ];
+        for (implicit, from_file, entries) in lists {
+            let entries = entries.iter().flatten().filter(|_| from_file);
+            for e in
+                entries.filter(|e| e.proxy_protocol.is_some() || e.proxy_protocol_from.is_some())
+            {
+                let trust = ProxyTrust {
+                    accept: e.proxy_protocol.unwrap_or(s.proxy.accept),
+                    from: e
+                        .proxy_protocol_from
+                        .clone()
+                        .unwrap_or_else(|| s.proxy.from.clone()),
+                };
+                let key = if implicit {
+                    "implicit_listen"
+                } else {
+                    "listen"
+                };
+                if trust.is_on() && trust.from.is_empty() {
+                    let msg = format!("{}: {NO_BALANCERS}", e.address);
+                    return Err(self.err(key, self.name, msg));
+                }
+                s.listener_proxy.push(ListenerProxy {
+                    implicit,
+                    address: e.address,
+                    trust,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What passive replies advertise: split-horizon addresses and public ports.
+    fn passive(&self, s: &mut Settings) -> Result<(), ConfigError> {
+        s.public_address_by_network = match self.args.public_address_by_network.is_empty() {
+            false => self.args.public_address_by_network.clone(),
+            true => self
+                .file
+                .public_address_by_network
+                .clone()
+                .unwrap_or_default(),
+        };
+        let Some((public, src)) = pick!(self, public_passive_ports) else {
+            return Ok(());
+        };
+        let key = "public_passive_ports";
+        let Some(bound) = s.passive_ports else {
+            return Err(self.err(key, src, "needs passive_ports (the ports it maps onto)"));
+        };
+        if public.len() != bound.len() {
+            let msg = format!(
+                "{public} holds {} ports but passive_ports ({bound}) holds {}; they map 1:1",
+                public.len(),
+                bound.len()
+            );
+            return Err(self.err(key, src, msg));
+        }
+        s.public_passive_ports = Some(public);
+        Ok(())
+    }
 }
+
+const NO_BALANCERS: &str =
+    "proxy_protocol needs proxy_protocol_from: the networks of the balancers it trusts";

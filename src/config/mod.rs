@@ -14,10 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use backends::{BackendSpec, Backends, NamedBackend, Network, Selection, Target};
+pub use backends::{BackendSpec, Backends, NamedBackend, Selection, Target};
 pub use values::{
-    BackendAddr, BackendConnect, BackendData, Bytes, Ccc, Host, LogFormat, PortRange, Requirement,
-    Reuse, TransferLogFormat, UploadEof,
+    AddressByNetwork, BackendAddr, BackendConnect, BackendData, BackendProxyProtocol, Bytes, Ccc,
+    Host, LogFormat, Network, PortRange, ProxyProtocol, Requirement, Reuse, TransferLogFormat,
+    UploadEof,
 };
 
 use crate::cli::ServeArgs;
@@ -66,8 +67,23 @@ pub struct Settings {
     pub key: Option<PathBuf>,
     /// Client-facing passive ports; `None` lets the OS choose.
     pub passive_ports: Option<PortRange>,
-    /// Advertised in 227 replies; default the control connection's local address.
+    /// Advertised in 227 replies; default the address the client connected
+    /// to (the PROXY header's destination, else the control connection's local address).
     pub public_address: Option<IpAddr>,
+    /// Split horizon: the first rule whose network holds the (real) client
+    /// address picks the 227 address, before `public_address`. None by default.
+    pub public_address_by_network: Vec<AddressByNetwork>,
+    /// Ports advertised in 227/229 instead of the bound ones, 1:1 onto
+    /// `passive_ports` (a balancer forwards one onto the other). None by default.
+    pub public_passive_ports: Option<PortRange>,
+    /// PROXY protocol for the listeners without their own setting; default off.
+    pub proxy: ProxyTrust,
+    /// Listeners with their own PROXY protocol setting (YAML listener mappings).
+    pub listener_proxy: Vec<ListenerProxy>,
+    /// How long a trusted balancer has to send its PROXY header, default 5 s.
+    pub proxy_protocol_timeout: Duration,
+    /// Default off: a PROXY header sent first on the backend control connection.
+    pub backend_proxy_protocol: BackendProxyProtocol,
     /// Default required: USER/PASS/ACCT before AUTH get 530.
     pub control_tls: Requirement,
     /// Default required: transfers need PROT P, else 522.
@@ -137,6 +153,12 @@ impl Settings {
             key: None,
             passive_ports: None,
             public_address: None,
+            public_address_by_network: Vec::new(),
+            public_passive_ports: None,
+            proxy: ProxyTrust::default(),
+            listener_proxy: Vec::new(),
+            proxy_protocol_timeout: Duration::from_secs(5),
+            backend_proxy_protocol: BackendProxyProtocol::Off,
             control_tls: Requirement::Required,
             data_tls: Requirement::Required,
             ccc: Ccc::Deny,
@@ -181,6 +203,15 @@ impl Settings {
         .settings()
     }
 
+    /// The PROXY protocol settings of the listener configured as `address`
+    /// (`implicit` or explicit): its own, else the defaults.
+    pub fn proxy_trust(&self, implicit: bool, address: SocketAddr) -> &ProxyTrust {
+        self.listener_proxy
+            .iter()
+            .find(|l| l.implicit == implicit && l.address == address)
+            .map_or(&self.proxy, |l| &l.trust)
+    }
+
     /// What differs from `other` that a reload cannot apply (it needs a
     /// restart): listeners, the passive range, the metrics address and the
     /// session limit are bound at start, and the logs are opened at start.
@@ -194,6 +225,9 @@ impl Settings {
         }
         if self.passive_ports != other.passive_ports {
             keys.push("passive_ports");
+        }
+        if self.public_passive_ports != other.public_passive_ports {
+            keys.push("public_passive_ports");
         }
         if self.metrics != other.metrics {
             keys.push("metrics");
@@ -212,6 +246,38 @@ impl Settings {
         }
         keys
     }
+}
+
+/// What a listener expects from the balancer in front of it (PROXY protocol).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProxyTrust {
+    /// The header versions accepted; `Off`: clients connect directly.
+    pub accept: ProxyProtocol,
+    /// The balancers: only these networks may connect, and only their headers are believed.
+    pub from: Vec<Network>,
+}
+
+impl ProxyTrust {
+    /// A PROXY header is required.
+    pub fn is_on(&self) -> bool {
+        self.accept != ProxyProtocol::Off
+    }
+
+    /// `ip` is one of the balancers.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.from.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// A listener with its own PROXY protocol setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerProxy {
+    /// On `implicit_listen` rather than `listen`.
+    pub implicit: bool,
+    /// The listener's configured address.
+    pub address: SocketAddr,
+    /// Its setting.
+    pub trust: ProxyTrust,
 }
 
 #[cfg(test)]
@@ -352,5 +418,65 @@ mod tests {
             s.backends.target,
             Target::OriginalDestination { .. }
         ));
+    }
+
+    #[test]
+    fn balancer_and_passive_advertising_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lb.yaml");
+        let resolve = |yaml: &str| {
+            std::fs::write(&path, yaml).unwrap();
+            Settings::resolve(&ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve(concat!(
+            "backend: h:21\n",
+            "listen: ['127.0.0.1:21', {address: '127.0.0.1:2121', proxy_protocol: v2, proxy_protocol_from: [10.0.0.0/24]}]\n",
+            "implicit_listen: ['127.0.0.1:990']\n",
+            "passive_ports: 50000-50099\npublic_passive_ports: 60000-60099\n",
+            "public_address_by_network: [{network: 10.0.0.0/8, address: 10.1.2.3}]\n",
+            "backend_proxy_protocol: v1\n",
+        ))
+        .unwrap();
+        let plain = s.proxy_trust(false, "127.0.0.1:21".parse().unwrap());
+        assert!(!plain.is_on());
+        let lb = s.proxy_trust(false, "127.0.0.1:2121".parse().unwrap());
+        assert_eq!(lb.accept, ProxyProtocol::V2);
+        assert!(lb.trusts("10.0.0.7".parse().unwrap()));
+        assert!(!lb.trusts("10.0.1.7".parse().unwrap()));
+        assert!(!s
+            .proxy_trust(true, "127.0.0.1:990".parse().unwrap())
+            .is_on());
+        assert_eq!(s.public_passive_ports.map(|p| p.low), Some(60000));
+        assert_eq!(s.public_address_by_network.len(), 1);
+        assert_eq!(s.backend_proxy_protocol, BackendProxyProtocol::V1);
+
+        let e =
+            resolve("backend: h:21\nlisten: ['127.0.0.1:21']\nproxy_protocol: any\n").unwrap_err();
+        assert_eq!(e.key, "proxy_protocol_from");
+        let e = resolve("backend: h:21\nlisten: [{address: '127.0.0.1:21', proxy_protocol: v1}]\n")
+            .unwrap_err();
+        assert_eq!(e.key, "listen");
+        assert!(e.message.contains("proxy_protocol_from"), "{e}");
+        let e =
+            resolve("backend: h:21\nlisten: ['127.0.0.1:21']\npublic_passive_ports: 60000-60009\n")
+                .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:3: public_passive_ports: needs passive_ports (the ports it maps onto)",
+                path.display()
+            )
+        );
+        let e = resolve("backend: h:21\nlisten: ['127.0.0.1:21']\npassive_ports: 50000-50009\npublic_passive_ports: 60000-60010\n")
+            .unwrap_err();
+        assert_eq!(e.key, "public_passive_ports");
+        assert!(
+            e.message
+                .contains("60000-60010 holds 11 ports but passive_ports (50000-50009) holds 10"),
+            "{e}"
+        );
     }
 }

@@ -179,6 +179,108 @@ pub enum UploadEof {
     Lenient,
 }
 
+/// Which PROXY protocol header a listener expects from its balancer
+/// (HAProxy's proxy-protocol.txt). Anything but `off` also requires
+/// `proxy_protocol_from`: only those networks may connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// No header; clients connect directly (the default).
+    #[default]
+    Off,
+    /// The text header (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary header.
+    V2,
+    /// Either version.
+    Any,
+}
+
+/// Whether ftpsgate sends a PROXY header to the backend (real client →
+/// the backend address ftpsgate connected to), first on its control connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendProxyProtocol {
+    /// Nothing is sent (the default).
+    #[default]
+    Off,
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+}
+
+/// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`); a bare
+/// address is the network of that one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Network(pub ipnet::IpNet);
+
+impl Network {
+    /// Whether `ip` is inside (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.contains(&ip)
+    }
+}
+
+impl FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Network, String> {
+        let t = s.trim();
+        if let Ok(net) = t.parse::<ipnet::IpNet>() {
+            return Ok(Network(net.trunc()));
+        }
+        t.parse::<IpAddr>()
+            .map(|ip| Network(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("`{s}` is not a network (CIDR such as 10.0.0.0/8, or an address)"))
+    }
+}
+
+impl TryFrom<String> for Network {
+    type Error = String;
+    fn try_from(s: String) -> Result<Network, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One split-horizon rule: clients inside `network` are told `address` in
+/// 227 replies. Written `{network: 10.0.0.0/8, address: 10.1.2.3}` in YAML,
+/// `10.0.0.0/8=10.1.2.3` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressByNetwork {
+    /// The clients this rule is for.
+    pub network: Network,
+    /// What they are told.
+    pub address: IpAddr,
+}
+
+impl FromStr for AddressByNetwork {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AddressByNetwork, String> {
+        let (net, addr) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected NETWORK=ADDRESS, e.g. 10.0.0.0/8=10.1.2.3"))?;
+        Ok(AddressByNetwork {
+            network: net.parse()?,
+            address: addr
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{addr}` is not an IP address"))?,
+        })
+    }
+}
+
 /// An inclusive port range with `1 <= low <= high`, written `LOW-HIGH`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -208,6 +310,18 @@ impl FromStr for PortRange {
             return Err(format!("low ({low}) is above high ({high})"));
         }
         Ok(PortRange { low, high })
+    }
+}
+
+impl PortRange {
+    /// How many ports the range holds.
+    pub fn len(&self) -> u32 {
+        u32::from(self.high - self.low) + 1
+    }
+
+    /// Never true: a range holds at least one port.
+    pub fn is_empty(&self) -> bool {
+        false
     }
 }
 
@@ -344,6 +458,23 @@ mod tests {
         assert_eq!("audit".parse(), Ok(Reuse::Audit));
         assert_eq!("true".parse(), Ok(Reuse::Required));
         assert_eq!("false".parse(), Ok(Reuse::Off));
+    }
+
+    #[test]
+    fn networks_and_split_horizon_rules() {
+        let n: Network = "10.1.2.3/8".parse().unwrap();
+        assert_eq!(n.to_string(), "10.0.0.0/8");
+        assert!(n.contains("10.200.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        let one: Network = "127.0.0.2".parse().unwrap();
+        assert_eq!(one.to_string(), "127.0.0.2/32");
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("lan".parse::<Network>().is_err());
+        let r: AddressByNetwork = "192.168.0.0/16=192.168.1.10".parse().unwrap();
+        assert_eq!(r.address, "192.168.1.10".parse::<IpAddr>().unwrap());
+        assert!("192.168.0.0/16".parse::<AddressByNetwork>().is_err());
+        assert!("192.168.0.0/16=x".parse::<AddressByNetwork>().is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! How data connections are made: peer-checked accepts (only the control
-//! connection's peer may connect, RFC 2577 §4), outbound connects from a
+//! connection's peer may connect, RFC 2577 §4; through a balancer, the real
+//! client its PROXY header names), outbound connects from a
 //! fixed source address (legacy backends check data peers), and the data
 //! connection's TLS handshake with the session-reuse check (PROTOCOL.md §5).
 
@@ -10,13 +11,15 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
 use super::ports::PortLease;
 use super::{DataError, DATA_CONNECT_TIMEOUT, DATA_HANDSHAKE_TIMEOUT};
+use crate::config::ProxyTrust;
 use crate::events::{Direction, TlsDetails};
+use crate::proxy_protocol::{read_header, HeaderError, Origin};
 use crate::session::Prot;
 use crate::stream::{MaybeTls, Tcp};
 use crate::tls::reuse::{self, Binding, Token};
@@ -40,14 +43,88 @@ pub async fn connect_from(from_ip: IpAddr, to: SocketAddr) -> io::Result<TcpStre
 /// `None`); others are logged and dropped while waiting continues (an
 /// attacker who connects first cannot deny the transfer, PROTOCOL.md §5.5).
 pub async fn accept_from(listener: &TcpListener, peer: Option<IpAddr>) -> io::Result<TcpStream> {
-    loop {
-        let (stream, from) = listener.accept().await?;
-        let from = crate::ftp::addr::canonical(from);
-        match peer {
-            Some(p) if from.ip() != p => {
-                warn!(%from, expected = %p, "refused data connection from a foreign address");
+    let expected = Expected {
+        peer,
+        balancer: None,
+    };
+    accept_expected(listener, &expected).await
+}
+
+/// A balancer in front of the session's listener (PROXY protocol).
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    /// Its networks and header versions.
+    pub trust: ProxyTrust,
+    /// How long its header may take.
+    pub limit: Duration,
+}
+
+/// Who may open a passive data connection.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The (real) client's address; any, when `None`.
+    pub peer: Option<IpAddr>,
+    /// Connections from this balancer must start with a PROXY header, and
+    /// the client it names is the one checked.
+    pub balancer: Option<Balancer>,
+}
+
+impl Expected {
+    fn admits(&self, from: SocketAddr, real: IpAddr) -> bool {
+        match self.peer {
+            Some(p) if real != p => {
+                warn!(%from, client = %real, expected = %p, "refused data connection from a foreign address");
+                false
             }
-            _ => return Ok(stream),
+            _ => true,
+        }
+    }
+}
+
+/// Headers being read at once on one passive port; more connections from the balancer are dropped.
+const MAX_PENDING_HEADERS: usize = 16;
+
+type Pending = (TcpStream, SocketAddr, Result<Origin, HeaderError>);
+
+/// [`accept_from`] for `expected`: a connection from its balancer is read
+/// for a PROXY header in a task of its own (a balancer that says nothing
+/// holds up no other connection), then checked against the real client.
+pub async fn accept_expected(listener: &TcpListener, expected: &Expected) -> io::Result<TcpStream> {
+    let mut headers: JoinSet<Pending> = JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, from) = r?;
+                let from = crate::ftp::addr::canonical(from);
+                let balancer = expected.balancer.as_ref().filter(|b| b.trust.trusts(from.ip()));
+                match balancer {
+                    None if expected.admits(from, from.ip()) => return Ok(stream),
+                    None => {}
+                    Some(_) if headers.len() >= MAX_PENDING_HEADERS => {
+                        warn!(%from, "refused data connection: too many PROXY headers awaited");
+                    }
+                    Some(b) => {
+                        let (accept, limit) = (b.trust.accept, b.limit);
+                        headers.spawn(async move {
+                            let mut stream = stream;
+                            let header = read_header(&mut stream, accept, limit).await;
+                            (stream, from, header)
+                        });
+                    }
+                }
+            }
+            Some(done) = headers.join_next(), if !headers.is_empty() => {
+                let Ok((stream, from, header)) = done else { continue };
+                match header {
+                    Ok(origin) => {
+                        let real = origin.source.map_or(from.ip(), |s| s.ip());
+                        if expected.admits(from, real) {
+                            return Ok(stream);
+                        }
+                    }
+                    Err(e) => warn!(%from, error = %e, "refused data connection: PROXY header"),
+                }
+            }
         }
     }
 }
@@ -155,17 +232,17 @@ pub struct PassiveAccept {
 }
 
 impl PassiveAccept {
-    /// Starts accepting on `listener` for `peer` (any peer when `None`).
+    /// Starts accepting on `listener` for the `expected` client.
     pub fn spawn(
         listener: TcpListener,
         lease: PortLease,
-        peer: Option<IpAddr>,
+        expected: Expected,
         mut state: watch::Receiver<DataState>,
         tls: DataTls,
     ) -> PassiveAccept {
         let handle = tokio::spawn(
             async move {
-                let tcp = accept_from(&listener, peer)
+                let tcp = accept_expected(&listener, &expected)
                     .await
                     .map_err(|_| DataError::ClientConnect)?;
                 drop(listener);

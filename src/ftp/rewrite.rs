@@ -3,12 +3,18 @@
 //! backend's 227/229, what it advertises to the client in 227/229, how 1xx
 //! replies are adapted for active-mode clients, how the backend's address is
 //! hidden in reply text, and how FEAT is rewritten. No sockets, no state.
+//!
+//! What a passive reply advertises is chosen per client (issue 10): the
+//! address by split horizon ([`configured_address`], matched on the *real*
+//! client address), and the port through `public_passive_ports`
+//! ([`advertised_port`]), for balancers that forward one port range onto another.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use super::addr;
 use super::command::{Command, Verb};
 use super::reply::Reply;
+use crate::config::{AddressByNetwork, PortRange};
 
 /// The command that asks the backend for a passive data port: PASV on an
 /// IPv4 control connection, EPSV on IPv6.
@@ -53,9 +59,37 @@ pub fn backend_passive(reply: &Reply, backend: SocketAddr) -> BackendPassive {
     }
 }
 
-/// The IPv4 address a 227 advertises: `--public-address`, else the local
-/// address of the client's control connection (0.0.0.0 when neither is IPv4;
-/// clients then use the control address, PROTOCOL.md §0.9).
+/// The configured address for `client` (its real address): the first
+/// `public_address_by_network` rule whose network holds it, else
+/// `public_address`; `None` when neither applies.
+pub fn configured_address(
+    by_network: &[AddressByNetwork],
+    public: Option<IpAddr>,
+    client: IpAddr,
+) -> Option<IpAddr> {
+    by_network
+        .iter()
+        .find(|rule| rule.network.contains(client))
+        .map(|rule| rule.address)
+        .or(public)
+}
+
+/// The port a 227/229 advertises for the `bound` passive port: its
+/// counterpart in `public` when `public_passive_ports` maps the `passive`
+/// range 1:1 (the configuration guarantees equal lengths), else `bound`.
+pub fn advertised_port(bound: u16, passive: Option<PortRange>, public: Option<PortRange>) -> u16 {
+    match (passive, public) {
+        (Some(p), Some(q)) if (p.low..=p.high).contains(&bound) => {
+            q.low.saturating_add(bound - p.low)
+        }
+        _ => bound,
+    }
+}
+
+/// The IPv4 address a 227 advertises: the [`configured_address`], else the
+/// address the client connected to (a balancer's front end, or the local
+/// address of the control connection); 0.0.0.0 when neither is IPv4 (clients
+/// then use the control address, PROTOCOL.md §0.9).
 pub fn advertised_v4(public: Option<IpAddr>, local: IpAddr) -> Ipv4Addr {
     match public.unwrap_or(local) {
         IpAddr::V4(v4) => v4,
@@ -289,6 +323,72 @@ mod tests {
         assert_eq!(
             passive_reply(true, Ipv4Addr::UNSPECIFIED, 1025).encode(),
             b"229 Entering Extended Passive Mode (|||1025|)\r\n"
+        );
+    }
+
+    #[test]
+    fn split_horizon_first_match_then_public_address() {
+        let rules: Vec<AddressByNetwork> = [
+            "10.0.0.0/8=10.1.2.3",
+            "10.9.0.0/16=10.9.9.9",
+            "::/0=2001:db8::1",
+        ]
+        .iter()
+        .map(|r| r.parse().unwrap())
+        .collect();
+        let public: IpAddr = "203.0.113.7".parse().unwrap();
+        let at = |client: &str, public| configured_address(&rules, public, client.parse().unwrap());
+        assert_eq!(
+            at("10.9.1.1", Some(public)),
+            Some("10.1.2.3".parse().unwrap()),
+            "first match wins"
+        );
+        assert_eq!(
+            at("::ffff:10.2.0.1", None),
+            Some("10.1.2.3".parse().unwrap()),
+            "mapped clients match IPv4 rules"
+        );
+        assert_eq!(at("198.51.100.1", Some(public)), Some(public));
+        assert_eq!(at("198.51.100.1", None), None);
+        assert_eq!(
+            at("2001:db8::77", None),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(configured_address(&[], None, public), None);
+        // The chosen address goes into the 227; the fallback is where the client connected.
+        let seen_as: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            advertised_v4(at("10.0.0.1", None), seen_as),
+            Ipv4Addr::new(10, 1, 2, 3)
+        );
+        assert_eq!(
+            advertised_v4(at("198.51.100.1", None), seen_as),
+            Ipv4Addr::new(192, 0, 2, 1)
+        );
+    }
+
+    #[test]
+    fn public_passive_ports_map_one_to_one() {
+        let range = |s: &str| Some(s.parse::<PortRange>().unwrap());
+        let (bound, public) = (range("50000-50099"), range("60000-60099"));
+        assert_eq!(advertised_port(50000, bound, public), 60000);
+        assert_eq!(advertised_port(50042, bound, public), 60042);
+        assert_eq!(advertised_port(50099, bound, public), 60099);
+        assert_eq!(advertised_port(50042, bound, None), 50042);
+        assert_eq!(
+            advertised_port(40000, bound, public),
+            40000,
+            "outside the range: as bound"
+        );
+        assert_eq!(advertised_port(50042, None, public), 50042);
+        assert_eq!(
+            passive_reply(
+                false,
+                Ipv4Addr::new(192, 0, 2, 1),
+                advertised_port(50001, bound, public)
+            )
+            .encode(),
+            b"227 Entering Passive Mode (192,0,2,1,234,97).\r\n"
         );
     }
 

@@ -22,6 +22,7 @@ Options (before the subcommand):
   --no-prot-p       skip PBSZ 0 / PROT P (explicit mode: data in clear)
   --tls-max V       cap the TLS version: 1.2 or 1.3
   --timeout S       socket timeout in seconds (default 60)
+  --source IP       connect from this local address (control and data)
 
 The certificate is never verified (the proxy's is self-signed).
 
@@ -148,6 +149,7 @@ def main():
     p.add_argument("--no-prot-p", action="store_true")
     p.add_argument("--tls-max", choices=["1.2", "1.3"])
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--source")
     sub = p.add_subparsers(dest="op", required=True)
     s = sub.add_parser("list")
     s.add_argument("--cmd", default="LIST", choices=["LIST", "NLST", "MLSD"])
@@ -179,7 +181,8 @@ def main():
         ftp.force_eprt = a.eprt
 
     try:
-        welcome = ftp.connect(a.host, a.port)
+        source = (a.source, 0) if a.source else None
+        welcome = ftp.connect(a.host, a.port, source_address=source)
         out("welcome", reply_code(welcome))
         ftp.login(a.user, a.password)
         if not a.plain:

@@ -288,6 +288,9 @@ pub struct Client {
     pub addr: SocketAddr,
     /// The local address every connection is made from (`None`: the OS picks).
     pub source: Option<IpAddr>,
+    /// A PROXY header written first on every connection, control and data
+    /// (playing a balancer; `source` is then the balancer's address).
+    pub header: Option<Vec<u8>>,
 }
 
 /// Connects to `addr` from `source` (another loopback address plays another host).
@@ -320,8 +323,30 @@ impl Client {
             tls: client_config(),
             addr,
             source,
+            header: None,
         };
         let g = c.read();
+        (c, g)
+    }
+
+    /// Connects from `source` as a balancer would: `header` (a PROXY
+    /// header) first on this and every data connection. Returns the greeting,
+    /// or `None` when the proxy closed the connection without one.
+    pub fn connect_proxied(
+        addr: SocketAddr,
+        source: IpAddr,
+        header: &[u8],
+    ) -> (Client, Option<Got>) {
+        let mut tcp = connect_from(addr, Some(source));
+        let _ = tcp.write_all(header);
+        let mut c = Client {
+            ctl: Ctl::Plain(BufReader::new(tcp)),
+            tls: client_config(),
+            addr,
+            source: Some(source),
+            header: Some(header.to_vec()),
+        };
+        let g = c.try_read();
         (c, g)
     }
 
@@ -336,6 +361,7 @@ impl Client {
             tls,
             addr,
             source: None,
+            header: None,
         };
         let g = c.read();
         (c, g)
@@ -445,7 +471,10 @@ impl Client {
         addr: SocketAddr,
         config: Arc<ClientConfig>,
     ) -> StreamOwned<ClientConnection, TcpStream> {
-        let tcp = connect_from(addr, self.source);
+        let mut tcp = connect_from(addr, self.source);
+        if let Some(h) = &self.header {
+            tcp.write_all(h).unwrap();
+        }
         let conn =
             ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
         let mut s = StreamOwned::new(conn, tcp);

@@ -12,6 +12,7 @@ use crate::backends::{health, Member, Slot};
 use crate::config::BackendAddr;
 use crate::error::SessionError;
 use crate::events::SessionEvent;
+use crate::proxy_protocol::Outbound;
 
 /// The backend a session is connected to.
 pub(super) struct Connected {
@@ -63,9 +64,13 @@ pub(super) async fn connect(
     routed: Option<&str>,
 ) -> Result<Connected, SessionError> {
     let max_reply = ctx.live.settings.max_reply;
+    let proxy = Outbound {
+        version: ctx.live.settings.backend_proxy_protocol,
+        client: ctx.info.client,
+    };
     let mut last = SessionError::Internal("no backend to connect to");
     for a in attempts(ctx, routed) {
-        match BackendCtl::connect(&a.addr, max_reply).await {
+        match BackendCtl::connect(&a.addr, max_reply, &proxy).await {
             Ok((ctl, elapsed)) => {
                 ctx.info.backend = Some(a.name.clone());
                 tracing::Span::current().record("backend", a.name.as_str());

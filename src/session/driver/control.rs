@@ -16,6 +16,7 @@ use crate::error::SessionError;
 use crate::ftp::command::Command;
 use crate::ftp::line::{LineDecoder, LineEvent};
 use crate::ftp::reply::{Reply, ReplyParser};
+use crate::proxy_protocol::Outbound;
 use crate::stream::MaybeTls;
 
 /// Connecting to the backend.
@@ -134,10 +135,12 @@ pub struct BackendCtl {
 
 impl BackendCtl {
     /// Connects to the backend (every address its name resolves to, in
-    /// order), bounded by [`BACKEND_CONNECT_TIMEOUT`]. Returns the time taken.
+    /// order), bounded by [`BACKEND_CONNECT_TIMEOUT`], and sends `proxy`'s
+    /// PROXY header first when configured. Returns the time taken.
     pub async fn connect(
         target: &BackendAddr,
         max_reply: usize,
+        proxy: &Outbound,
     ) -> Result<(BackendCtl, Duration), SessionError> {
         let started = Instant::now();
         let stream = crate::backends::connect(target, BACKEND_CONNECT_TIMEOUT)
@@ -146,12 +149,15 @@ impl BackendCtl {
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().map_err(SessionError::BackendDown)?;
         let local = stream.local_addr().map_err(SessionError::BackendDown)?;
-        let backend = BackendCtl {
+        let mut backend = BackendCtl {
             stream,
             parser: ReplyParser::with_max_bytes(max_reply),
             peer,
             local,
         };
+        if let Some(header) = proxy.header(peer).map_err(SessionError::InternalIo)? {
+            backend.write(&header).await?;
+        }
         Ok((backend, started.elapsed()))
     }
 

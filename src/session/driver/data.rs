@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::Driver;
 use crate::config::BackendData;
-use crate::data::connect::{DataTls, PassiveAccept};
+use crate::data::connect::{Balancer, DataTls, Expected, PassiveAccept};
 use crate::data::ports::listen_on;
 use crate::data::transfer::{BackendLeg, ClientData, DataSetup};
 use crate::data::DataError;
@@ -52,7 +52,10 @@ impl Driver<'_> {
         let accept = PassiveAccept::spawn(
             listener,
             lease,
-            peer,
+            Expected {
+                peer,
+                balancer: self.balancer(),
+            },
             self.data_state.subscribe(),
             self.data_tls(),
         );
@@ -61,14 +64,24 @@ impl Driver<'_> {
             backend,
             binding_required: cross_family,
         });
-        let advertised = rewrite::advertised_v4(
-            self.front.ctx.live.settings.public_address,
-            self.front.ctx.local.ip(),
-        );
+        let ctx = &self.front.ctx;
+        let s = &ctx.live.settings;
+        let configured = ctx.configured_address();
+        let advertised = rewrite::advertised_v4(configured, ctx.seen_as.ip());
+        let port = rewrite::advertised_port(port, s.passive_ports, s.public_passive_ports);
         self.front
             .client
             .send(&rewrite::passive_reply(extended, advertised, port))
             .await
+    }
+
+    /// The session's balancer and how long its header may take on a data connection.
+    fn balancer(&self) -> Option<Balancer> {
+        let ctx = &self.front.ctx;
+        ctx.balancer.clone().map(|trust| Balancer {
+            trust,
+            limit: ctx.live.settings.proxy_protocol_timeout,
+        })
     }
 
     /// PORT/EPRT (target already checked by the session): a backend leg, then 200.

@@ -34,7 +34,7 @@ use super::{Action, Login, Policy, Refusal, Session};
 use crate::admission::{Admission, Admitted};
 use crate::backends::route::{self, Misrouted};
 use crate::backends::Slot;
-use crate::config::BackendConnect;
+use crate::config::{BackendConnect, ProxyTrust};
 use crate::data::connect::DataState;
 use crate::data::ports::PortPool;
 use crate::data::rate::Rate;
@@ -68,6 +68,12 @@ pub struct SessionContext {
     pub info: SessionInfo,
     /// The proxy's address on the client's control connection.
     pub local: SocketAddr,
+    /// The address the client connected to: a balancer's PROXY header
+    /// destination, else `local`. The default address of 227 replies.
+    pub seen_as: SocketAddr,
+    /// The balancer settings of the listener, when the session came through
+    /// one: passive data connections from it carry a PROXY header too.
+    pub balancer: Option<ProxyTrust>,
     /// Every live control session's TLS binding.
     pub bindings: Arc<Bindings>,
     /// Limits and bans, for reporting failed logins.
@@ -122,8 +128,19 @@ impl SessionContext {
             data_tls: s.data_tls,
             ccc: s.ccc,
             implicit: self.info.mode == super::Mode::Implicit,
-            public_v4: s.public_address.is_some_and(|a| a.is_ipv4()),
+            public_v4: self
+                .configured_address()
+                .unwrap_or(self.seen_as.ip())
+                .is_ipv4(),
         }
+    }
+
+    /// The address configured for this client's passive replies (split
+    /// horizon on the real client address, else `public_address`).
+    fn configured_address(&self) -> Option<std::net::IpAddr> {
+        let s = &self.live.settings;
+        let client = self.info.client.ip();
+        rewrite::configured_address(&s.public_address_by_network, s.public_address, client)
     }
 }
 
@@ -232,7 +249,7 @@ impl<'a> Driver<'a> {
         let hide = Hide {
             backend: backend.peer,
             backend_name: connected.host_name,
-            proxy: front.ctx.local,
+            proxy: front.ctx.seen_as,
             proxy_backend_side: backend.local,
             client: front.ctx.info.client,
         };

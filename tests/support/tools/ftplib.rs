@@ -28,6 +28,8 @@ pub struct PyClientOptions {
     pub no_prot_p: bool,
     /// `--tls-max 1.2|1.3`.
     pub tls_max: Option<String>,
+    /// `--source IP`: the local address of every connection.
+    pub source: Option<String>,
     /// Login name.
     pub user: String,
     /// Password.
@@ -46,6 +48,7 @@ impl Default for PyClientOptions {
             epsv: false,
             no_prot_p: false,
             tls_max: None,
+            source: None,
             user: USER.into(),
             pass: PASS.into(),
             timeout: CLIENT_TIMEOUT,
@@ -104,6 +107,11 @@ impl PyClientOptions {
         self.no_prot_p = true;
         self
     }
+    /// Connect from `ip` (another loopback address plays another host).
+    pub fn source(mut self, ip: &str) -> Self {
+        self.source = Some(ip.into());
+        self
+    }
     /// Cap the TLS version (`"1.2"` or `"1.3"`).
     pub fn tls_max(mut self, version: &str) -> Self {
         self.tls_max = Some(version.into());
@@ -153,6 +161,9 @@ pub fn py_client(addr: SocketAddr, opts: &PyClientOptions, args: &[&str]) -> Cli
     }
     if let Some(v) = &opts.tls_max {
         cmd.arg("--tls-max").arg(v);
+    }
+    if let Some(ip) = &opts.source {
+        cmd.arg("--source").arg(ip);
     }
     cmd.args(args);
     run_with_timeout(cmd, opts.timeout + Duration::from_secs(5))

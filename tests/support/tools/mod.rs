@@ -11,6 +11,7 @@
 //!   line, config, log format) — [`PyFtpd`], [`Vsftpd`], [`Proftpd`];
 //! * [`curl`], [`lftp`], [`ftplib`], [`rclone`]: the real clients, run as
 //!   subprocesses with a hard timeout;
+//! * [`haproxy`]: Debian's HAProxy as a balancer in front of ftpsgate;
 //! * [`process`]: [`run_with_timeout`], [`ClientOutput`], process-group
 //!   kills and [`ReservedPort`];
 //! * [`files`]: [`sha256_file`], [`write_random_file`] and friends.
@@ -36,6 +37,7 @@ pub mod command_log;
 pub mod curl;
 pub mod files;
 pub mod ftplib;
+pub mod haproxy;
 pub mod lftp;
 pub mod process;
 pub mod proftpd;
@@ -53,6 +55,7 @@ use std::time::Duration;
 pub use self::curl::{curl_download, curl_list, curl_upload, CurlOptions};
 pub use self::files::{random_bytes, sha256_bytes, sha256_file, write_random_file};
 pub use self::ftplib::{py_client, PyClientOptions};
+pub use self::haproxy::HaProxy;
 pub use self::lftp::{lftp_run, LftpOptions};
 pub use self::process::{run_with_timeout, ClientOutput, ReservedPort};
 pub use self::proftpd::Proftpd;
@@ -60,6 +63,9 @@ pub use self::pyftpd::{PyFtpd, PyFtpdOptions};
 pub use self::rclone::rclone_copy;
 pub use self::server::{verb_counts, FtpBackend, FtpServer};
 pub use self::vsftpd::{Vsftpd, VSFTPD_PAM_SERVICE, VSFTPD_USER};
+
+/// Debian's HAProxy (the `haproxy` package).
+pub const HAPROXY: &str = "/usr/sbin/haproxy";
 
 /// Default hard limit for one client subprocess; it is killed after this.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -121,7 +127,7 @@ pub fn in_ci() -> bool {
     }
 }
 
-/// Whether the real tool `name` can be used: `curl`, `lftp`, `python3`
+/// Whether the real tool `name` can be used: `curl`, `lftp`, `rclone`, `haproxy`, `python3`
 /// (which must have pyftpdlib; `pyftpdlib` is accepted as a synonym),
 /// `vsftpd` or `proftpd` (which also need the setup of
 /// `.ci/install-deps.sh`).
@@ -137,6 +143,7 @@ pub fn tool_available(name: &str) -> bool {
         "curl" => check_runs(Command::new("curl").arg("--version")),
         "lftp" => check_runs(Command::new("lftp").arg("--version")),
         "rclone" => check_runs(Command::new("rclone").arg("version")),
+        "haproxy" => check_runs(Command::new(HAPROXY).arg("-v")),
         "python3" | "pyftpdlib" => check_runs(
             Command::new(python())
                 .arg("-c")
