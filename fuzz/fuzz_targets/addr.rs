@@ -1,0 +1,5 @@
+//! cargo-fuzz target `addr`: a thin wrapper; the body and its invariants are
+//! in `fuzz/common/addr.rs`, which `tests/fuzz_corpus.rs` replays on stable.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ftpsgate_fuzz::addr::run(data));

@@ -1,0 +1,5 @@
+//! cargo-fuzz target `line`: a thin wrapper; the body and its invariants are
+//! in `fuzz/common/line.rs`, which `tests/fuzz_corpus.rs` replays on stable.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ftpsgate_fuzz::line::run(data));
