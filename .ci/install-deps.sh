@@ -8,6 +8,11 @@
 #
 # Installs:
 #   * curl, lftp, rclone, openssl (Debian packages)
+#   * podman and runc (Debian packages), for tests/container.rs: it builds
+#     the image of deploy/container/ FROM scratch (no registry needed) and
+#     runs it with `--runtime runc` (crun refused the project's VM, which
+#     has hybrid cgroups). binutils for the `strip` that
+#     deploy/container/build.sh uses.
 #   * pyftpdlib (PyPI, for the `python3` on PATH)
 #   * vsftpd and proftpd binaries, side by side under $FTPSGATE_TOOLS
 #     (default /opt/ftpsgate-tools). Debian's FTP daemon packages conflict
@@ -57,6 +62,9 @@ LIBS=(libc6 libcap2 libpam0g libpam-modules libpam-runtime libssl3 libwrap0
 log "apt-get install clients and daemon libraries"
 apt-get "${APT_OPTS[@]}" install curl lftp rclone openssl ca-certificates passwd \
     "${LIBS[@]}" >/dev/null
+# Without recommends podman's runtime dependency (crun | runc) is met by runc.
+log "apt-get install podman, runc, binutils"
+apt-get "${APT_OPTS[@]}" install podman runc binutils >/dev/null
 
 # --- Python ------------------------------------------------------------------
 if python3 -c "import pyftpdlib, sys; sys.exit(pyftpdlib.__ver__ != '${PYFTPDLIB_VERSION}')" \
@@ -126,6 +134,7 @@ log "installed:"
 printf '  curl:      %s\n' "$(curl --version | head -n1)"
 printf '  lftp:      %s\n' "$(lftp --version | head -n1)"
 printf '  rclone:    %s\n' "$(rclone version | head -n1)"
+printf '  podman:    %s, %s\n' "$(podman --version)" "$(runc --version | head -n1)"
 printf '  python3:   %s (%s)\n' "$(python3 --version 2>&1)" "$(command -v python3)"
 printf '  pyftpdlib: %s\n' "$(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)')"
 # `vsftpd -v` prints its version on stdin's descriptor (fd 0), then exits 0.
