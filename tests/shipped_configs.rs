@@ -2,8 +2,9 @@
 //! `examples/*.yaml`, `deploy/*.yaml`, `deploy/container/*.yaml` and the YAML
 //! embedded in the Kubernetes ConfigMaps under `deploy/kubernetes/`. The
 //! Kubernetes manifests themselves parse, name their apiVersion, kind and
-//! name, keep their workloads unprivileged, and agree with the configs they
-//! carry: each client-facing Service exposes exactly its replica's control
+//! name, validate strictly against the Kubernetes API schemas (oldest and
+//! newest that `kubernetes-validate` bundles), keep their workloads
+//! unprivileged, and agree with the configs they carry: each client-facing Service exposes exactly its replica's control
 //! ports and passive range (same port inside and out) on its
 //! `public_address`, and the probes hit the configured metrics port.
 //!
@@ -20,6 +21,9 @@ use std::process::Command;
 
 use serde::Deserialize;
 use serde_yaml::Value;
+
+#[path = "support/tools/mod.rs"]
+mod tools;
 
 /// One ftpsgate config: where it came from and its text.
 struct Shipped {
@@ -192,6 +196,31 @@ fn every_kubernetes_manifest_names_api_version_kind_and_name() {
         "StatefulSet",
     ];
     assert_eq!(kinds, want.into_iter().collect());
+}
+
+#[test]
+fn every_kubernetes_manifest_validates_against_the_api_schemas() {
+    if !tools::tool_available("kubernetes-validate") {
+        return;
+    }
+    let files = yaml_files(&repo("deploy/kubernetes"), true);
+    assert!(files.len() >= 7, "{files:?}");
+    // Strict: a misspelt field (readOnlyRootFileSystem) is an error, not
+    // silently ignored as the API server's non-strict decoding would.
+    for version in ["1.25.0", "1.37.0"] {
+        let out = Command::new(tools::python())
+            .args(["-m", "kubernetes_validate", "--strict", "--quiet"])
+            .args(["--kubernetes-version", version])
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "Kubernetes {version}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

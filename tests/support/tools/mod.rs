@@ -124,8 +124,8 @@ pub fn in_ci() -> bool {
 /// Whether the real tool `name` can be used: `curl`, `lftp`, `python3`
 /// (which must have pyftpdlib; `pyftpdlib` is accepted as a synonym),
 /// `vsftpd` or `proftpd` (which also need the setup of
-/// `.ci/install-deps.sh`), or `podman` (with `runc`, the runtime the
-/// container tests name).
+/// `.ci/install-deps.sh`), `podman` (with `runc`, the runtime the
+/// container tests name) or `kubernetes-validate` (a Python module).
 ///
 /// A missing tool panics under CI (so CI fails) and otherwise prints
 /// `SKIPPED: no {name}` to stderr and returns false:
@@ -145,6 +145,9 @@ pub fn tool_available(name: &str) -> bool {
         ),
         "podman" => check_runs(Command::new("podman").arg("--version"))
             .or_else(|| check_runs(Command::new("runc").arg("--version"))),
+        "kubernetes-validate" => {
+            check_runs(Command::new(python()).args(["-m", "kubernetes_validate", "--version"]))
+        }
         "vsftpd" => vsftpd::unusable(),
         "proftpd" => proftpd::unusable(),
         other => panic!("tool_available: unknown tool {other:?}"),
