@@ -18,7 +18,8 @@
 #   --no-strip     keep the DWARF debug info (the default strips it with
 #                  `strip --strip-debug`; the symbol table stays, so a
 #                  backtrace still names functions)
-# Environment: CONTAINER_ENGINE (default podman; docker works the same way).
+# Environment: CONTAINER_ENGINE (default podman; docker takes the same
+# arguments, but only podman is tested).
 # The image ID is the last line on stdout; progress goes to stderr.
 set -euo pipefail
 
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
         --binary) binary="${2:?--binary needs a path}"; shift 2 ;;
         --tag) tag="${2:?--tag needs an image name}"; shift 2 ;;
         --no-strip) strip_debug=0; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
 done
