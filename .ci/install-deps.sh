@@ -7,9 +7,19 @@
 # nothing that is already in place.
 #
 # Installs:
-#   * curl, lftp, rclone, openssl, haproxy (Debian packages; haproxy is
-#     only run by tests/haproxy.rs in the foreground, its service is stopped)
+#   * curl, lftp, rclone, openssl, iproute2, iptables, haproxy (Debian
+#     packages; haproxy is only run by tests/haproxy.rs in the foreground,
+#     its service is stopped; iproute2/iptables build tests/transparent.rs's
+#     network namespaces)
+#   * podman and runc (Debian packages), for tests/container.rs: it builds
+#     the image of deploy/container/ FROM scratch (no registry needed) and
+#     runs it with `--runtime runc` (crun refused the project's VM, which
+#     has hybrid cgroups). binutils for the `strip` that
+#     deploy/container/build.sh uses.
 #   * pyftpdlib (PyPI, for the `python3` on PATH)
+#   * kubernetes-validate (PyPI, same `python3`): the Kubernetes API's JSON
+#     schemas, bundled, so tests/shipped_configs.rs can validate
+#     deploy/kubernetes/ strictly without a cluster
 #   * vsftpd and proftpd binaries, side by side under $FTPSGATE_TOOLS
 #     (default /opt/ftpsgate-tools). Debian's FTP daemon packages conflict
 #     with each other, so they are not installed: their .debs are fetched
@@ -34,6 +44,7 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -y -q --no-install-recommends)
 export DEBIAN_FRONTEND=noninteractive
 
 PYFTPDLIB_VERSION="2.2.0"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
 VSFTPD_USER="ftpsgate-test"
 VSFTPD_PASS="secret"
 PAM_SERVICE="ftpsgate-vsftpd"
@@ -63,6 +74,9 @@ apt-get "${APT_OPTS[@]}" install curl lftp rclone openssl haproxy ca-certificate
     "${LIBS[@]}" >/dev/null
 # The tests run their own haproxy in the foreground; the packaged service is not wanted.
 invoke-rc.d haproxy stop >/dev/null 2>&1 || true
+# Without recommends podman's runtime dependency (crun | runc) is met by runc.
+log "apt-get install podman, runc, binutils"
+apt-get "${APT_OPTS[@]}" install podman runc binutils >/dev/null
 
 # --- Python ------------------------------------------------------------------
 if python3 -c "import pyftpdlib, sys; sys.exit(pyftpdlib.__ver__ != '${PYFTPDLIB_VERSION}')" \
@@ -72,6 +86,13 @@ else
     log "pip install pyftpdlib==${PYFTPDLIB_VERSION}"
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
         "pyftpdlib==${PYFTPDLIB_VERSION}"
+fi
+if [ "$(python3 -m kubernetes_validate --version 2>/dev/null)" = "${KUBERNETES_VALIDATE_VERSION}" ]; then
+    log "kubernetes-validate ${KUBERNETES_VALIDATE_VERSION} already installed"
+else
+    log "pip install kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+        "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
 fi
 
 # --- vsftpd and proftpd, unpacked side by side ----------------------------------
@@ -133,8 +154,10 @@ printf '  curl:      %s\n' "$(curl --version | head -n1)"
 printf '  lftp:      %s\n' "$(lftp --version | head -n1)"
 printf '  rclone:    %s\n' "$(rclone version | head -n1)"
 printf '  haproxy:   %s\n' "$(/usr/sbin/haproxy -v | head -n1)"
+printf '  podman:    %s, %s\n' "$(podman --version)" "$(runc --version | head -n1)"
 printf '  python3:   %s (%s)\n' "$(python3 --version 2>&1)" "$(command -v python3)"
 printf '  pyftpdlib: %s\n' "$(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)')"
+printf '  kubernetes-validate: %s\n' "$(python3 -m kubernetes_validate --version)"
 # `vsftpd -v` prints its version on stdin's descriptor (fd 0), then exits 0.
 vsftpd_version="$("$TOOLS/bin/vsftpd" -v 0>&1 2>&1 | head -n1)"
 proftpd_version="$("$TOOLS/bin/proftpd" -v 2>&1 | head -n1)"

@@ -93,6 +93,8 @@ fn hide(choice: u8) -> Hide {
         backend: backend.parse().expect("address"),
         backend_name: (choice & 4 != 0).then(|| "legacy.example".to_string()),
         proxy: proxy.parse().expect("address"),
+        proxy_backend_side: "10.0.0.1:40000".parse().expect("address"),
+        client: "198.51.100.7:50000".parse().expect("address"),
     }
 }
 

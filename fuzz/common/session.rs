@@ -165,6 +165,8 @@ impl Fuzz {
             backend: "10.0.0.5:21".parse().expect("address"),
             backend_name: Some("legacy.example".into()),
             proxy: SocketAddr::new(peer, 21),
+            proxy_backend_side: "10.0.0.1:40000".parse().expect("address"),
+            client: SocketAddr::new(peer, 50000),
         };
         Fuzz {
             session,

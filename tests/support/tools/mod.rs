@@ -130,7 +130,8 @@ pub fn in_ci() -> bool {
 /// Whether the real tool `name` can be used: `curl`, `lftp`, `rclone`, `haproxy`, `python3`
 /// (which must have pyftpdlib; `pyftpdlib` is accepted as a synonym),
 /// `vsftpd` or `proftpd` (which also need the setup of
-/// `.ci/install-deps.sh`).
+/// `.ci/install-deps.sh`), `podman` (with `runc`, the runtime the
+/// container tests name) or `kubernetes-validate` (a Python module).
 ///
 /// A missing tool panics under CI (so CI fails) and otherwise prints
 /// `SKIPPED: no {name}` to stderr and returns false:
@@ -149,6 +150,11 @@ pub fn tool_available(name: &str) -> bool {
                 .arg("-c")
                 .arg("import ftplib, ssl, pyftpdlib"),
         ),
+        "podman" => check_runs(Command::new("podman").arg("--version"))
+            .or_else(|| check_runs(Command::new("runc").arg("--version"))),
+        "kubernetes-validate" => {
+            check_runs(Command::new(python()).args(["-m", "kubernetes_validate", "--version"]))
+        }
         "vsftpd" => vsftpd::unusable(),
         "proftpd" => proftpd::unusable(),
         other => panic!("tool_available: unknown tool {other:?}"),
