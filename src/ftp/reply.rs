@@ -107,44 +107,40 @@ impl Reply {
     }
 
     /// Wire form, with digit-leading intermediate lines padded by one space.
+    /// Every line fits [`MAX_REPLY_LINE`] bytes before its LF, so a client
+    /// with that limit (CPython ftplib) never refuses what ftpsgate sends: a
+    /// line the padding or a rewrite pushed over it loses its tail.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let code = format!("{:03}", self.code);
+        let code = code.as_bytes();
         match self.lines.as_slice() {
-            [] => {
-                out.extend_from_slice(code.as_bytes());
-                out.extend_from_slice(b" \r\n");
-            }
-            [only] => {
-                out.extend_from_slice(code.as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(only);
-                out.extend_from_slice(b"\r\n");
-            }
+            [] => push_line(&mut out, code, b" ", b""),
+            [only] => push_line(&mut out, code, b" ", only),
             [first, body @ .., last] => {
-                out.extend_from_slice(code.as_bytes());
-                out.push(b'-');
-                out.extend_from_slice(first);
-                out.extend_from_slice(b"\r\n");
+                push_line(&mut out, code, b"-", first);
                 for line in body {
                     // `ddd-text` with this reply's own code is the standard continuation
                     // form and cannot end the reply; anything else digit-led is padded.
-                    let continuation =
-                        line.len() >= 4 && line[..3] == *code.as_bytes() && line[3] == b'-';
-                    if !continuation && line.first().is_some_and(u8::is_ascii_digit) {
-                        out.push(b' ');
-                    }
-                    out.extend_from_slice(line);
-                    out.extend_from_slice(b"\r\n");
+                    let continuation = line.len() >= 4 && line[..3] == *code && line[3] == b'-';
+                    let pad = !continuation && line.first().is_some_and(u8::is_ascii_digit);
+                    push_line(&mut out, b"", if pad { b" " } else { b"" }, line);
                 }
-                out.extend_from_slice(code.as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(last);
-                out.extend_from_slice(b"\r\n");
+                push_line(&mut out, code, b" ", last);
             }
         }
         out
     }
+}
+
+/// Appends `code` `sep` `text` CRLF, cutting `text` so the line (CR
+/// included) stays within [`MAX_REPLY_LINE`] bytes before the LF.
+fn push_line(out: &mut Vec<u8>, code: &[u8], sep: &[u8], text: &[u8]) {
+    let room = MAX_REPLY_LINE - code.len() - sep.len() - 1;
+    out.extend_from_slice(code);
+    out.extend_from_slice(sep);
+    out.extend_from_slice(&text[..text.len().min(room)]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Incremental parser for backend replies. Push bytes, pull replies.
@@ -369,6 +365,34 @@ mod tests {
         let mut p = ReplyParser::new();
         p.push(&vec![b'2'; MAX_REPLY_LINE + 10]);
         assert_eq!(p.next_reply(), Err(ReplyError::TooLong));
+    }
+
+    /// Found by fuzzing: a backend line at the cap, padded on the way out,
+    /// must still fit a client's cap (CPython ftplib's is the same 8192).
+    #[test]
+    fn what_is_sent_never_exceeds_the_line_cap() {
+        let mut backend = b"211-status\r\n".to_vec();
+        backend.extend_from_slice(&vec![b'9'; MAX_REPLY_LINE - 1]);
+        backend.extend_from_slice(b"\r\n211 End\r\n");
+        let mut p = ReplyParser::new();
+        p.push(&backend);
+        let reply = p.next_reply().unwrap().unwrap();
+        let wire = reply.encode();
+        assert!(wire
+            .split(|&b| b == b'\n')
+            .all(|l| l.len() <= MAX_REPLY_LINE));
+        let mut client = ReplyParser::new();
+        client.push(&wire);
+        let back = client.next_reply().unwrap().unwrap();
+        let padded = &back.body()[0];
+        assert_eq!(
+            padded.len(),
+            MAX_REPLY_LINE - 1,
+            "the pad space took the last byte's place"
+        );
+        assert!(padded.starts_with(b" 999"));
+        let long = Reply::new(500, "x".repeat(3 * MAX_REPLY_LINE));
+        assert_eq!(long.encode().len(), MAX_REPLY_LINE + 1, "a single line too");
     }
 
     #[test]
