@@ -7,6 +7,9 @@
 #   stdin:  "CHECK"                           -> "CHECKED <alive> <dead>"
 #   stdin:  "QUIT" (or EOF)                   -> closes everything, prints "DONE"
 # Error details go to stderr (first few only).
+# --per-source K spreads the sessions over source addresses in 127.1.0.0/16, K per address
+# (0, the default, connects from the kernel's choice, 127.0.0.1): ftpsgate limits sessions
+# per client address (max_sessions_per_ip, default 50), and one address has ~28k ephemeral ports.
 import argparse
 import asyncio
 import resource
@@ -46,10 +49,17 @@ class StageError(Exception):
     """An error tagged with the session step it happened in."""
 
 
-async def open_session(host, port, ctx, timeout):
+def source_ip(i, per_source):
+    """Source address of session i when spreading (same scheme as bench/soak.py)."""
+    k = i // per_source
+    return f"127.1.{k // 250}.{k % 250 + 1}"
+
+
+async def open_session(host, port, ctx, timeout, local_addr=None):
     stage = "connect"
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, local_addr=local_addr), timeout)
     except Exception as e:  # noqa: BLE001
         raise StageError(f"{stage}: {type(e).__name__} {e}") from e
     try:
@@ -100,12 +110,17 @@ async def main():
     ap.add_argument("-n", "--sessions", type=int, default=5000)
     ap.add_argument("--parallel", type=int, default=64, help="handshakes in flight")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--per-source", type=int, default=0,
+                    help="sessions per source address in 127.1.0.0/16 (0: do not bind)")
     a = ap.parse_args()
 
     want = a.sessions * 2 + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+        except (ValueError, OSError):  # raising the hard limit needs CAP_SYS_RESOURCE
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -115,15 +130,16 @@ async def main():
     sem = asyncio.Semaphore(a.parallel)
     sessions, errors = [], []
 
-    async def one():
+    async def one(i):
+        local = (source_ip(i, a.per_source), 0) if a.per_source > 0 else None
         async with sem:
             try:
-                sessions.append(await open_session(a.host, a.port, ctx, a.timeout))
+                sessions.append(await open_session(a.host, a.port, ctx, a.timeout, local))
             except Exception as e:  # noqa: BLE001 - counted and reported
                 errors.append(e)
 
     t0 = time.monotonic()
-    await asyncio.gather(*(one() for _ in range(a.sessions)))
+    await asyncio.gather(*(one(i) for i in range(a.sessions)))
     print(f"READY {len(sessions)} {len(errors)} {time.monotonic() - t0:.3f}", flush=True)
     report_errors(errors, "open")
 

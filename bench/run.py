@@ -826,7 +826,9 @@ class Bench:
         px.quiesce(self.backend.pid)
         base_rss, base_pss = px.mem()
         cmd = [sys.executable, os.path.join(HERE, "idle_client.py"), "--port", str(px.port),
-               "-n", str(n), "--parallel", str(a.idle_parallel)]
+               "-n", str(n), "--parallel", str(a.idle_parallel),
+               # 25 sessions per source address: ftpsgate admits 50 per address by default.
+               "--per-source", "25"]
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
         PROCS.append(p)

@@ -2,7 +2,8 @@
 //! file and the key), `cert` (what it writes, what it refuses),
 //! `completions` and `man`, the systemd unit's essentials, and `serve`
 //! started from flags, reached with curl-free raw FTP, and stopped with
-//! SIGTERM. The shipped configs are checked in `tests/shipped_configs.rs`.
+//! SIGTERM; and, behind `FTPSGATE_SOAK=1`, a short soak smoke run. The
+//! shipped configs are checked in `tests/shipped_configs.rs`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
@@ -360,4 +361,31 @@ fn systemd_unit_keeps_its_essentials() {
         .find_map(|l| l.strip_prefix("TimeoutStopSec="))
         .expect("TimeoutStopSec=");
     assert!(stop.parse::<u64>().unwrap() > 30, "{stop}");
+}
+
+/// A 20-second, 100-session run of the soak benchmark (`bench/soak.py`) against
+/// this build, plus 200 idle sessions: zero errors, RSS and fds flat, fds back
+/// to baseline. A benchmark, so it runs only with `FTPSGATE_SOAK=1` (it needs
+/// python3 with pyftpdlib); the full soak is documented in bench/README.md.
+#[test]
+fn soak_smoke_behind_env_flag() {
+    if std::env::var("FTPSGATE_SOAK").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: set FTPSGATE_SOAK=1 to run the soak smoke");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/soak.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--ftpsgate", env!("CARGO_BIN_EXE_ftpsgate")])
+        .args(["--minutes", "0.34", "--sessions", "100", "--idle", "200"])
+        .args(["--interval", "2", "--parallel", "16", "--client-procs", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("verdict: FLAT"),
+        "soak smoke failed ({:?}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
