@@ -13,6 +13,7 @@
 //! those, the test writes a copy whose missing paths point at a pair it
 //! generated with `ftpsgate cert`, and checks the copy; every other key is
 //! checked as shipped. Configs naming no missing file are checked in place.
+//! And `examples/ftpsgate.yaml` shows every key the parser knows.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -462,4 +463,40 @@ fn passive_range(config: &Value) -> std::ops::RangeInclusive<u64> {
     let range = text(&config["passive_ports"]);
     let (low, high) = range.split_once('-').unwrap();
     low.parse().unwrap()..=high.parse().unwrap()
+}
+
+/// `examples/ftpsgate.yaml` promises every key, annotated: each key the file
+/// parser knows (it lists them when it meets an unknown one) is set or shown
+/// commented out there.
+#[test]
+fn the_annotated_example_names_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.yaml");
+    std::fs::write(&probe, "no_such_key: 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ftpsgate"))
+        .args(["check", "--config"])
+        .arg(&probe)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let known = err
+        .split_once("known keys: ")
+        .unwrap_or_else(|| panic!("no key list in {err}"))
+        .1
+        .trim();
+    let keys: Vec<&str> = known.split(", ").collect();
+    assert!(keys.len() > 40, "{keys:?}");
+    let example = std::fs::read_to_string(repo("examples/ftpsgate.yaml")).unwrap();
+    let shown = |key: &str| {
+        example.lines().any(|l| {
+            let l = l.trim_start_matches('#').trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+    };
+    let missing: Vec<&&str> = keys.iter().filter(|k| !shown(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "not in examples/ftpsgate.yaml: {missing:?}"
+    );
 }
