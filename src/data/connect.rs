@@ -147,8 +147,10 @@ pub struct ClientLeg {
 pub struct DataTls {
     /// The data-connection acceptor (no TLS 1.3 tickets).
     pub acceptor: TlsAcceptor,
-    /// For downloads: a bound handshake gets a fresh ticket when reuse is checked.
-    pub ticketed: TlsAcceptor,
+    /// For downloads when reuse is checked (required or audited): a bound
+    /// handshake gets a fresh ticket. `None` otherwise: no data connection
+    /// issues tickets, so the transfer's direction does not matter.
+    pub ticketed: Option<TlsAcceptor>,
     /// The control session's reuse binding.
     pub binding: Arc<Binding>,
 }
@@ -183,10 +185,9 @@ pub async fn secure(
     }
     // A ticket a bound data connection issues carries this control session's token.
     let token = tls.binding.token();
-    let acceptor = if download {
-        &tls.ticketed
-    } else {
-        &tls.acceptor
+    let acceptor = match &tls.ticketed {
+        Some(ticketed) if download => ticketed,
+        _ => &tls.acceptor,
     };
     let accept = acceptor.accept_with(Tcp::for_handshake(tcp), move |conn| {
         conn.set_resumption_data(token.as_bytes())
@@ -247,7 +248,8 @@ impl PassiveAccept {
                     .map_err(|_| DataError::ClientConnect)?;
                 drop(listener);
                 let protect = state.borrow().prot == Prot::Private;
-                let download = protect && pending_download(&mut state).await;
+                let tickets = protect && tls.ticketed.is_some();
+                let download = tickets && pending_download(&mut state).await;
                 secure(tcp, protect, download, &tls).await
             }
             .in_current_span(),
@@ -267,14 +269,17 @@ impl PassiveAccept {
     }
 }
 
-/// How long a ClientHello that arrives before its transfer command waits
-/// for it (clients send both at once; one that waits for the ServerHello
-/// first just gets no ticket).
+/// How long a data connection waits for its transfer command before its
+/// handshake, when a download would get a ticket.
 const DIRECTION_WAIT: Duration = Duration::from_millis(250);
 
-/// Whether the transfer this data connection serves is a download: the
-/// transfer command usually arrives with the ClientHello, so it is given a
-/// moment. Only a download may get a fresh ticket.
+/// Whether the transfer this data connection serves is a download (only a
+/// download may get a fresh ticket, and only when reuse is checked: this
+/// is not called otherwise, so by default nothing waits). ftplib and lftp
+/// send the command first; curl sends its ClientHello first and the
+/// command while the handshake is pending, after its own ~200 ms timer, so
+/// with reuse checked each curl data connection costs that much (without
+/// the ticket curl on TLS 1.3 could not resume the next one: 522).
 async fn pending_download(state: &mut watch::Receiver<DataState>) -> bool {
     let known = tokio::time::timeout(DIRECTION_WAIT, state.wait_for(|s| s.pending.is_some())).await;
     matches!(known, Ok(Ok(s)) if s.pending == Some(Direction::Download))

@@ -100,9 +100,14 @@ impl Driver<'_> {
 
     /// The data TLS acceptor and this session's reuse binding.
     pub(super) fn data_tls(&self) -> DataTls {
+        let live = &self.front.ctx.live;
         DataTls {
             acceptor: TlsAcceptor::from(self.front.ctx.live.tls.data.clone()),
-            ticketed: TlsAcceptor::from(self.front.ctx.live.tls.data_ticketed.clone()),
+            ticketed: live
+                .settings
+                .require_session_reuse
+                .is_checked()
+                .then(|| TlsAcceptor::from(live.tls.data_ticketed.clone())),
             binding: self.front.binding.clone(),
         }
     }
