@@ -80,6 +80,11 @@ fn session() {
     replay("session");
 }
 
+#[test]
+fn proxy_header() {
+    replay("proxy_header");
+}
+
 /// Every corpus directory belongs to a target the replay knows (and each
 /// target has a `#[test]` above).
 #[test]

@@ -16,6 +16,7 @@ pub mod addr;
 pub mod command;
 pub mod config;
 pub mod line;
+pub mod proxy_header;
 pub mod reply;
 pub mod session;
 
@@ -32,6 +33,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("addr", addr::run),
     ("config", config::run),
     ("session", session::run),
+    ("proxy_header", proxy_header::run),
 ];
 
 /// Reads structured choices from fuzz bytes; past the end it yields zeros
@@ -102,10 +104,10 @@ impl<'a> Input<'a> {
     }
 }
 
-/// Reads per stream, about. `ReplyParser` looks for LF from the start of its
-/// buffer on every push, so an 8 KiB line in 1-byte reads costs 32 M steps;
-/// the driver's 4 KiB reads keep that small, and so must the fuzzer's.
-pub const MAX_READS: usize = 64;
+/// Reads per stream, about. Both decoders are linear in their input
+/// (`ReplyParser` remembers how far it has looked for an LF), so this only
+/// bounds the per-read overhead of a long stream cut into tiny reads.
+pub const MAX_READS: usize = 1024;
 
 /// Long mode needs an input length that is a multiple of this.
 pub const LONG_EVERY: usize = 16;
@@ -117,11 +119,13 @@ pub const LONG_EVERY: usize = 16;
 /// bit 4 long mode (long runs, a cap of `long` rather than `short` bytes)
 /// for inputs whose length is a multiple of [`LONG_EVERY`]. Bits 1-3 scale
 /// the read sizes (`(size + 1) << scale`), so long streams can also arrive in
-/// long reads.
+/// long reads. Bits 5-7 are left to the target ([`Stream::extra`]).
 #[derive(Debug, Clone)]
 pub struct Stream {
     /// The bytes, expanded.
     pub bytes: Vec<u8>,
+    /// `flags >> 5`: a choice of the target's own (0-7).
+    pub extra: u8,
     /// Read sizes, used in turn (cycled); never empty, never zero.
     pub reads: Vec<usize>,
 }
@@ -151,7 +155,11 @@ impl Stream {
         } else {
             payload[..payload.len().min(cap)].to_vec()
         };
-        Stream { bytes, reads }
+        Stream {
+            bytes,
+            extra: flags >> 5,
+            reads,
+        }
     }
 
     /// The payload cut into reads of the chosen sizes, but no more than about

@@ -2,7 +2,8 @@
 //! arbitrary sequence of events under an arbitrary [`Policy`], with its
 //! security invariants checked after every step.
 //!
-//! Input: policy and client address first, then events until the bytes run
+//! Input: policy (each of `control_tls`, `data_tls` and `ccc` may be in
+//! audit mode) and client address first, then events until the bytes run
 //! out (at most [`MAX_EVENTS`]):
 //! - a client command: a verb from [`VERBS`] (any case) with an argument that
 //!   is empty, a word from [`ARGS`], a PORT/EPRT address (the client's own or
@@ -37,7 +38,13 @@
 //!   address at a port >= 1024 (RFC 2577); a transfer command gets exactly
 //!   what the policy says (530 before TLS, 522 under PROT C with
 //!   `data_tls: required`, 425 without a set-up, else `Transfer` with the
-//!   set-up); ABOR and only ABOR aborts a running transfer.
+//!   set-up); ABOR and only ABOR aborts a running transfer;
+//! - audit mode lets through exactly what `required` would refuse, and
+//!   reports exactly that (`take_audits`); `required` and `optional` report nothing;
+//! - `on_reply` reports a login only for USER/PASS/ACCT: success on 230 (and
+//!   202 to PASS/ACCT), failure on 5xx, naming the last USER; after a
+//!   success AUTH is refused for good; TYPE switches the binary flag only
+//!   when the backend accepts it (I and L are binary).
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 
@@ -46,7 +53,9 @@ use ftpsgate::ftp::addr;
 use ftpsgate::ftp::command::{Class, Command, Verb};
 use ftpsgate::ftp::reply::Reply;
 use ftpsgate::ftp::rewrite::{self, BackendPassive, Hide};
-use ftpsgate::session::{Action, ControlTls, DuringTransfer, Policy, Prot, Refusal, Session};
+use ftpsgate::session::{
+    Action, ControlTls, DuringTransfer, Login, Policy, Prot, Refusal, Session,
+};
 
 use super::{assert_well_formed, Input};
 
@@ -59,7 +68,7 @@ pub const VERBS: &[&str] = &[
     "AUTH", "PBSZ", "PROT", "CCC", "USER", "PASS", "ACCT", "RETR", "STOR", "STOU", "APPE", "LIST",
     "NLST", "MLSD", "PASV", "EPSV", "PORT", "EPRT", "REIN", "FEAT", "QUIT", "NOOP", "HOST", "OPTS",
     "SYST", "HELP", "MODE", "STRU", "ABOR", "STAT", "ADAT", "MIC", "CONF", "ENC", "LPRT", "LPSV",
-    "SPSV", "ESTA", "ESTP", "CWD", "XMKD", "SITE",
+    "SPSV", "ESTA", "ESTP", "CWD", "XMKD", "SITE", "TYPE",
 ];
 
 /// Arguments the session looks at.
@@ -88,6 +97,9 @@ pub const ARGS: &[&str] = &[
     " P ",
     "example.test",
     "UTF8 ON",
+    "I",
+    "A N",
+    "L 8",
 ];
 
 /// Client addresses: IPv4, IPv6 and IPv4-mapped IPv6.
@@ -133,26 +145,29 @@ struct Fuzz {
     peer: IpAddr,
     /// A data set-up has been handed in and not used or replaced since.
     has_data: bool,
+    /// A backend reply reported a successful login.
+    logged_in: bool,
     hide: Hide,
 }
 
 impl Fuzz {
     fn new(input: &mut Input) -> Fuzz {
         let flags = input.byte();
-        let requirement = |bit: u8| match flags & bit {
-            0 => Requirement::Required,
-            _ => Requirement::Optional,
+        let requirement = |shift: u8| match (flags >> shift) & 3 {
+            1 => Requirement::Optional,
+            2 => Requirement::Audit,
+            _ => Requirement::Required,
         };
         let policy = Policy {
-            control_tls: requirement(1),
+            control_tls: requirement(0),
             data_tls: requirement(2),
-            ccc: if flags & 4 == 0 {
-                Ccc::Deny
-            } else {
-                Ccc::Allow
+            ccc: match (flags >> 4) & 3 {
+                1 => Ccc::Allow,
+                2 => Ccc::Audit,
+                _ => Ccc::Deny,
             },
-            implicit: flags & 8 != 0,
-            public_v4: flags & 16 != 0,
+            implicit: flags & 64 != 0,
+            public_v4: flags & 128 != 0,
         };
         let peer: IpAddr = input.pick(PEERS).parse().expect("address");
         let session = Session::new(policy, peer);
@@ -173,6 +188,7 @@ impl Fuzz {
             policy,
             peer,
             has_data: false,
+            logged_in: false,
             hide,
         }
     }
@@ -188,7 +204,7 @@ impl Fuzz {
             1 => {
                 if let Some(command) = command(input, self.peer) {
                     let reply = backend_reply(input);
-                    let _ = self.session.on_reply(&command, &reply);
+                    self.on_reply(&command, &reply);
                 }
                 true
             }
@@ -197,6 +213,41 @@ impl Fuzz {
                 None => true,
             },
         }
+    }
+
+    /// A backend's final reply to `command`: what it says about the login
+    /// and the transfer type.
+    fn on_reply(&mut self, command: &Command, reply: &Reply) {
+        let binary = self.session.binary();
+        let user = self.session.user().unwrap_or_default().to_string();
+        let login = self.session.on_reply(command, reply);
+        let success = match command.verb {
+            Verb::User => reply.code == 230,
+            Verb::Pass | Verb::Acct => matches!(reply.code, 202 | 230),
+            _ => {
+                assert_eq!(login, None, "{command} -> {} is no login", reply.code);
+                false
+            }
+        };
+        if matches!(command.verb, Verb::User | Verb::Pass | Verb::Acct) {
+            let want = if success {
+                Some(Login::Succeeded(user))
+            } else if reply.code >= 500 {
+                Some(Login::Failed(user, reply.code))
+            } else {
+                None
+            };
+            assert_eq!(login, want, "{command} -> {}", reply.code);
+        }
+        self.logged_in |= success;
+        let want = match command.verb {
+            Verb::Type if reply.is_success() => {
+                let arg = command.arg_str().to_ascii_uppercase();
+                arg.starts_with('I') || arg.starts_with('L')
+            }
+            _ => binary,
+        };
+        assert_eq!(self.session.binary(), want, "{command} -> {}", reply.code);
     }
 
     /// A client command, its checks, and the driver's follow-up.
@@ -242,7 +293,7 @@ impl Fuzz {
             let mut reply = backend_reply(input);
             let preliminary = reply.is_preliminary();
             if !preliminary {
-                let _ = self.session.on_reply(command, &reply);
+                self.on_reply(command, &reply);
             }
             rewrite::hide_backend(&mut reply, &self.hide);
             assert_well_formed(&reply);
@@ -294,7 +345,6 @@ impl Fuzz {
 /// The invariants for one command, given the state before it.
 fn check(fuzz: &mut Fuzz, before: (ControlTls, Prot), command: &Command, action: &Action<()>) {
     let (control, prot) = before;
-    let session = &fuzz.session;
     let policy = &fuzz.policy;
     for reply in replies(action) {
         assert_well_formed(&reply); // (c)
@@ -303,6 +353,24 @@ fn check(fuzz: &mut Fuzz, before: (ControlTls, Prot), command: &Command, action:
         policy.control_tls == Requirement::Required && control == ControlTls::Plain;
     if plain_required {
         before_tls(command, action); // (a)
+    }
+    let audits = fuzz.session.take_audits();
+    assert_eq!(
+        audits,
+        expected_audits(fuzz, control, prot, command),
+        "{command} audited"
+    );
+    let session = &fuzz.session;
+    if command.verb == Verb::User {
+        if let Action::Forward(_) = action {
+            assert_eq!(session.user(), Some(command.arg_str().as_str()));
+        }
+    }
+    if command.verb == Verb::Auth && fuzz.logged_in && control == ControlTls::Plain {
+        assert!(
+            matches!(action, Action::Refuse(Refusal::AuthAfterLogin)),
+            "{command} after a login -> {action:?}"
+        );
     }
     check_control(fuzz, control, command, action);
     match action {
@@ -377,7 +445,10 @@ fn check_control(fuzz: &Fuzz, control: ControlTls, command: &Command, action: &A
         Action::ClearControl => {
             assert_eq!(command.verb, Verb::Ccc);
             assert_eq!(control, ControlTls::Secured);
-            assert!(policy.ccc == Ccc::Allow && !policy.implicit, "CCC allowed");
+            assert!(
+                matches!(policy.ccc, Ccc::Allow | Ccc::Audit) && !policy.implicit,
+                "CCC allowed"
+            );
             assert_eq!(after, ControlTls::Cleared);
         }
         _ => assert_eq!(after, control, "control changed by {command}"),
@@ -385,6 +456,50 @@ fn check_control(fuzz: &Fuzz, control: ControlTls, command: &Command, action: &A
     if policy.implicit {
         assert_ne!(after, ControlTls::Plain);
     }
+}
+
+/// What audit mode must report for `command`, given the state before it:
+/// exactly the refusal `required` would have given, where the setting is `audit`.
+fn expected_audits(
+    fuzz: &Fuzz,
+    control: ControlTls,
+    prot: Prot,
+    command: &Command,
+) -> Vec<Refusal> {
+    let policy = &fuzz.policy;
+    let class = command.class();
+    if command.verb == Verb::Rein {
+        return Vec::new();
+    }
+    if class == Class::Security {
+        let ccc_audited = command.verb == Verb::Ccc
+            && control == ControlTls::Secured
+            && policy.ccc == Ccc::Audit
+            && !policy.implicit;
+        return if ccc_audited {
+            vec![Refusal::CccDenied]
+        } else {
+            Vec::new()
+        };
+    }
+    let mut out = Vec::new();
+    if control == ControlTls::Plain && !BEFORE_TLS.contains(&command.verb) {
+        match policy.control_tls {
+            Requirement::Audit => out.push(match command.verb {
+                Verb::User | Verb::Pass | Verb::Acct => Refusal::LoginBeforeTls,
+                _ => Refusal::CommandBeforeTls,
+            }),
+            Requirement::Required => return out, // refused: nothing further is asked
+            Requirement::Optional => {}
+        }
+    }
+    if matches!(class, Class::Transfer { .. })
+        && prot != Prot::Private
+        && policy.data_tls == Requirement::Audit
+    {
+        out.push(Refusal::ClearData);
+    }
+    out
 }
 
 /// What a transfer command must get.

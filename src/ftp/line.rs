@@ -68,10 +68,10 @@ impl LineDecoder {
     }
 
     /// A fresh decoder accepting lines up to `max_line` bytes (CRLF
-    /// included; at most [`HARD_CAP`]).
+    /// included; at least 1, the LF alone, and at most [`HARD_CAP`]).
     pub fn with_max_line(max_line: usize) -> Self {
         LineDecoder {
-            max_line: max_line.min(HARD_CAP),
+            max_line: max_line.clamp(1, HARD_CAP),
             line: Vec::new(),
             telnet: Telnet::default(),
             seen: 0,
@@ -262,6 +262,27 @@ mod tests {
             d.decode(&input[n..]).1,
             Some(LineEvent::Line(b"NOOP".to_vec()))
         );
+    }
+
+    /// Found by the `line` fuzz target: a cap of 0 made the length check
+    /// `seen > max_line - 1` underflow (a panic with overflow checks, no cap
+    /// at all without). It is raised to 1: only an empty line fits.
+    #[test]
+    fn a_zero_cap_is_one_byte() {
+        for cap in [0, 1] {
+            let mut d = LineDecoder::with_max_line(cap);
+            let input = b"\na\n\r\nNOOP\r\n";
+            let mut rest = &input[..];
+            let mut events = Vec::new();
+            while !rest.is_empty() {
+                let (n, ev) = d.decode(rest);
+                rest = &rest[n..];
+                events.extend(ev);
+            }
+            let mut want = vec![LineEvent::Line(Vec::new())];
+            want.extend(vec![LineEvent::TooLong; 3]);
+            assert_eq!(events, want, "cap {cap}");
+        }
     }
 
     #[test]

@@ -170,9 +170,16 @@ fn replacements(hide: &Hide) -> Vec<(String, String)> {
             hide.client.ip().to_string(),
         ),
     ];
-    if let (IpAddr::V4(b), IpAddr::V4(p)) = (hide.backend.ip(), hide.proxy.ip()) {
+    if let IpAddr::V4(b) = hide.backend.ip() {
+        // The PASV comma form. Toward an IPv6 client (an IPv6 listener in
+        // front of an IPv4 backend) there is no IPv4 address of ours to put
+        // in its place: 0,0,0,0 hides the backend all the same (found by fuzzing).
         let comma = |ip: Ipv4Addr| ip.octets().map(|o| o.to_string()).join(",");
-        pairs.push((comma(b), comma(p)));
+        let ours = match hide.proxy.ip() {
+            IpAddr::V4(p) => p,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        pairs.push((comma(b), comma(ours)));
     }
     if let Some(name) = &hide.backend_name {
         pairs.push((name.clone(), hide.proxy.ip().to_string()));
@@ -438,6 +445,14 @@ mod tests {
         );
         assert_eq!(hidden(421, "10.0.0.5 closing"), "192.0.2.1 closing");
         assert_eq!(hidden(211, "peer 10.0.0.9"), "peer 198.51.100.7");
+        // An IPv6 listener before an IPv4 backend: no IPv4 of ours for the comma form.
+        let mut r = Reply::new(211, "(10,0,0,5)");
+        let v6 = Hide {
+            proxy: "[2001:db8::1]:21".parse().unwrap(),
+            ..hide()
+        };
+        hide_backend(&mut r, &v6);
+        assert_eq!(r.text(), "(0,0,0,0)");
     }
 
     #[test]

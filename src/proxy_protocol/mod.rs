@@ -138,6 +138,10 @@ fn from_v2(bytes: &[u8]) -> Result<Origin, HeaderError> {
 }
 
 fn from_v1(bytes: &[u8]) -> Result<Origin, HeaderError> {
+    // The spec ends the line with CRLF; `ppp` also takes a bare LF (found by fuzzing).
+    if !bytes.ends_with(b"\r\n") {
+        return Err(HeaderError::Invalid("a v1 header ends with CRLF".into()));
+    }
     let header = v1::Header::try_from(bytes).map_err(|e| HeaderError::Invalid(e.to_string()))?;
     if header.header.len() != bytes.len() {
         return Err(HeaderError::Invalid("bytes after the header".into()));

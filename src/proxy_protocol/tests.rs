@@ -42,6 +42,9 @@ fn v1_headers() {
         b"PROXY TCP4 300.0.2.7 10.0.0.1 51000 21\r\n",
         b"PROXY TCP4 2001:db8::7 10.0.0.1 1 2\r\n",
         b"PROXY UDP4 192.0.2.7 10.0.0.1 1 2\r\n",
+        // A bare LF (the `ppp` crate takes it; the spec and HAProxy do not).
+        b"PROXY TCP6 2001:db8::7 2001:db8::1 51000 21 \n",
+        b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 21\n",
     ] {
         assert!(
             matches!(
