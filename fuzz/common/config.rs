@@ -162,7 +162,7 @@ fn check_settings(s: &Settings) {
     for rate in [s.rate_session, s.rate_total].into_iter().flatten() {
         assert!(rate >= 1024, "rate {rate}");
     }
-    assert!(s.max_upload.is_none_or(|m| m >= 1));
+    assert!(s.max_upload.map_or(true, |m| m >= 1));
     assert!(s.needs_restart(s).is_empty());
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::backends::{BackendSpec, Backends, NamedBackend, Target};
 use super::file::{FileConfig, ListenAddr};
 use super::{BackendConnect, ConfigError, ListenerProxy, ProxyTrust, Settings};
-use crate::cli::ServeArgs;
+use super::args::ServeArgs;
 
 pub(super) struct Merge<'a> {
     pub(super) args: &'a ServeArgs,

@@ -4,6 +4,7 @@
 //! Values are typed where they are read ([`values`]); this module only
 //! merges them (a flag beats the file) and checks what spans several keys.
 
+pub mod args;
 pub mod backends;
 pub mod file;
 mod merge;
@@ -21,7 +22,7 @@ pub use values::{
     UploadEof,
 };
 
-use crate::cli::ServeArgs;
+pub use args::ServeArgs;
 
 /// A configuration problem, naming the file (or "command line"), the line when
 /// known, and the key.
