@@ -31,6 +31,9 @@ use crate::stream::MaybeTls;
 
 /// Relay buffer size: large reads keep syscalls and TLS records per byte low.
 const BUF_SIZE: usize = 256 * 1024;
+/// Bulk reads from an uploading client's socket under rustls
+/// ([`MaybeTls::read_ahead`]): 13 times fewer `recv` calls per GiB.
+const READ_AHEAD: usize = 64 * 1024;
 /// Unsent bytes a data socket may queue in the kernel before writes wait
 /// (TCP_NOTSENT_LOWAT): bytes in flight are not limited, so throughput is
 /// not, but a write completes at the receiver's pace. Linux wakes a writer
@@ -189,6 +192,7 @@ async fn pump_upload(
     limits: &Limits,
 ) -> Result<bool, DataError> {
     let mut lenient_eof = false;
+    client.read_ahead(READ_AHEAD);
     loop {
         match client.read(buf).await {
             Ok(0) => break,
