@@ -456,5 +456,13 @@ mod tests {
         let sans = parsed.subject_alternative_name().unwrap().unwrap();
         // ::1 given as the host name is not repeated among the extras.
         assert_eq!(sans.value.general_names.len(), 3, "{:?}", sans.value);
+        // ECDSA P-256 (cheaper handshakes than RSA), for ephemeral and `cert` pairs alike.
+        let spki = &parsed.tbs_certificate.subject_pki;
+        assert_eq!(
+            spki.algorithm.algorithm,
+            x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
+        );
+        let curve = spki.algorithm.parameters.as_ref().unwrap().as_oid().unwrap();
+        assert_eq!(curve, x509_parser::oid_registry::OID_EC_P256);
     }
 }
