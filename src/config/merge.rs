@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::args::ServeArgs;
 use super::backends::{BackendSpec, Backends, NamedBackend, Target};
 use super::file::{FileConfig, ListenAddr};
 use super::{BackendConnect, ConfigError, ListenerProxy, ProxyTrust, Settings};
-use super::args::ServeArgs;
 
 pub(super) struct Merge<'a> {
     pub(super) args: &'a ServeArgs,

@@ -462,7 +462,13 @@ mod tests {
             spki.algorithm.algorithm,
             x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
         );
-        let curve = spki.algorithm.parameters.as_ref().unwrap().as_oid().unwrap();
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .unwrap()
+            .as_oid()
+            .unwrap();
         assert_eq!(curve, x509_parser::oid_registry::OID_EC_P256);
     }
 }
