@@ -33,8 +33,9 @@ impl MaybeTls {
         matches!(self, MaybeTls::Tls(_))
     }
 
-    /// Reads the TCP stream under TLS `size` bytes at a time (see
-    /// [`ReadAhead`]); for a data connection about to carry an upload.
+    /// Reads the TCP stream under TLS up to `size` bytes at a time and
+    /// hands them to rustls from memory (rustls itself asks for 4 KiB per
+    /// `recv`); for a data connection about to carry an upload.
     pub fn read_ahead(&mut self, size: usize) {
         if let MaybeTls::Tls(s) = self {
             let tcp = &mut s.get_mut().0;
