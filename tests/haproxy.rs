@@ -6,7 +6,9 @@
 //! 127.0.0.2 and 127.0.0.3; HAProxy reaches ftpsgate from 127.0.0.1, the
 //! only trusted balancer. Real clients (curl, CPython ftplib) move
 //! byte-exact files to a real backend (pyftpdlib), and every record carries
-//! the real client, never the balancer.
+//! the real client, never the balancer. Last, HAProxy on the other side: in
+//! front of the backend with `accept-proxy`, the real parser of the header
+//! ftpsgate sends with `backend_proxy_protocol`.
 
 mod support;
 
@@ -14,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ftpsgate::config::{Network, PortRange, ProxyProtocol, ProxyTrust};
+use ftpsgate::config::{BackendProxyProtocol, Network, PortRange, ProxyProtocol, ProxyTrust};
 use ftpsgate::events::{SessionEvent, TransferResult};
 use rand::Rng;
 use support::harness::{connect_from, lo, Client, Proxy};
@@ -263,4 +265,84 @@ fn behind_haproxy_direct_connections_and_forged_headers_are_refused() {
     // Through the balancer the same client is served.
     let (_, g) = Client::connect_from(cluster.control, Some(lo(2)));
     assert_eq!(g.code, 220);
+}
+
+/// HAProxy as a PROXY-aware server in front of the legacy backend
+/// (`bind ... accept-proxy`, as ProFTPD's mod_proxy_protocol would be): with
+/// `backend_proxy_protocol` ftpsgate's header reaches a real parser, which
+/// takes the real client from it (HAProxy logs `%ci` from the header), and
+/// the FTP session behind the header is intact (a byte-exact download).
+#[test]
+fn a_proxy_aware_backend_front_learns_the_real_client_from_ftpsgate() {
+    if !tools() {
+        return;
+    }
+    let b = PyFtpd::start();
+    let sha = write_random_file(b.path("pp.bin"), 1024 * 1024 + 3);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    log.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let (haproxy, front) = accept_proxy_front(b.addr, &sock);
+    for (i, version) in [BackendProxyProtocol::V1, BackendProxyProtocol::V2]
+        .into_iter()
+        .enumerate()
+    {
+        let proxy = Proxy::spawn(front, |s| s.backend_proxy_protocol = version);
+        let source = lo(5 + i as u8);
+        let curl = CurlOptions::explicit()
+            .arg("--interface")
+            .arg(&source.to_string());
+        let down = dir.path().join(format!("down{i}.bin"));
+        curl_download(proxy.addr, "pp.bin", &down, &curl).assert_success();
+        assert_eq!(sha256_file(&down), sha, "{version:?}");
+        let want = format!("pp-client {source}:");
+        let lines = log_lines_until(&log, &want);
+        assert!(
+            lines.iter().any(|l| l.contains(&want)),
+            "{version:?}: HAProxy never logged {want:?}: {lines:?}"
+        );
+    }
+    drop(haproxy);
+}
+
+/// HAProxy on 127.0.0.1 (the backend's own IP, so its PASV ports stay
+/// reachable) accepting PROXY v1/v2 and logging each client at connect.
+fn accept_proxy_front(backend: SocketAddr, sock: &std::path::Path) -> (HaProxy, SocketAddr) {
+    for _ in 0..8 {
+        let port = rand::thread_rng().gen_range(20_000..30_000u16);
+        let front = SocketAddr::new(lo(1), port);
+        let config = format!(
+            "global\n    log {sock} local0 info\n\
+             defaults\n    mode tcp\n    log global\n    option logasap\n\
+             \x20   log-format \"pp-client %ci:%cp\"\n    timeout connect 5s\n\
+             \x20   timeout client 60s\n    timeout server 60s\n\
+             frontend legacy\n    bind {front} accept-proxy\n    default_backend ftp\n\
+             backend ftp\n    server pyftpd {backend}\n",
+            sock = sock.display()
+        );
+        match HaProxy::start(&config, front) {
+            Ok(h) => return (h, front),
+            Err(e) => eprintln!("haproxy did not start on {front}: {e}; retrying"),
+        }
+    }
+    panic!("haproxy could not bind a port in 8 tries");
+}
+
+/// Syslog lines from HAProxy until one contains `want` (or 10 s pass).
+fn log_lines_until(log: &std::os::unix::net::UnixDatagram, want: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 2048];
+    while std::time::Instant::now() < deadline {
+        if let Ok(n) = log.recv(&mut buf) {
+            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = line.contains(want);
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+    }
+    lines
 }
