@@ -256,18 +256,27 @@ fn refused_transfer_leaves_no_data_listener() {
     c.cmd("PASS b");
     let data = c.epsv();
     assert_eq!(c.cmd("RETR f").code, 522);
-    // The listener is gone: connecting is refused, or (if the connect raced
-    // the listener's close) the connection is closed at once. A read that
-    // merely times out means the listener is still there.
+    // The set-up is dropped with the refusal: its port is back in the pool.
+    assert_eq!(proxy.status.passive_ports_in_use(), 0);
+    // And the listener is gone from the kernel: connecting is refused, or,
+    // when the connect raced the close, the half-made connection has no
+    // peer left (the kernel may drop it silently, so the client only learns
+    // when it sends: a reset). A live listener would leave the byte queued
+    // (the read times out) or answer it with a TLS alert.
+    use std::io::ErrorKind::{ConnectionRefused, ConnectionReset};
     match TcpStream::connect(data) {
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+        Err(e) => assert!(
+            matches!(e.kind(), ConnectionRefused | ConnectionReset),
+            "{e}"
+        ),
         Ok(mut s) => {
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"x");
             let mut b = [0u8; 1];
             match s.read(&mut b) {
                 Ok(0) => {}
-                Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
-                Ok(_) => panic!("data from a refused transfer's listener"),
+                Err(e) => assert_eq!(e.kind(), ConnectionReset, "{e}"),
+                Ok(_) => panic!("a refused transfer's listener answered"),
             }
         }
     }
