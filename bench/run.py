@@ -788,16 +788,18 @@ class Bench:
                     med["pretransfer s"], med["starttransfer s"], med["ftplib ready s"],
                     med["ftplib first byte s"]))
 
-    def shape_concurrent(self, px):
+    def parallel_downloads(self, px, shape, remote, local, n, extra=lambda i: []):
+        """n curl downloads of `remote` at once (each verified against `local`,
+        curl arguments `extra(i)`): records aggregate MB/s, peak proxy memory and
+        CPU-s/GiB under `shape`; returns (MB/s, MiB, CPU-s/GiB), or a failure."""
         a = self.a
-        size = os.path.getsize(self.med)
-        n = a.concurrency
+        size = os.path.getsize(local)
         results = [None] * n
         sampler = MemSampler(px.pid, px.tree)
 
         def one(i):
-            results[i] = curl_download(self.url(px, "pub/med.bin"), self.med, a.verify,
-                                       self.sha[self.med])
+            results[i] = curl_download(self.url(px, remote), local, a.verify, self.sha[local],
+                                       extra=extra(i))
 
         def go():
             sampler.start()
@@ -814,14 +816,21 @@ class Bench:
         wall, cpu = self.measured(px, go)
         bad = [r for r in results if not r or not r[0]]
         if bad:
-            return self.fail("concurrent", px, f"{len(bad)}/{n} sessions failed: {bad[0][3] if bad[0] else '?'}")
+            return self.fail(shape, px, f"{len(bad)}/{n} transfers failed: {bad[0][3] if bad[0] else '?'}")
         total = size * n
         mem_mib = (sampler.peak_pss if px.tree else sampler.peak_rss) / 1024
-        self.rec("concurrent", "aggregate MB/s", px.name, total / 1e6 / wall)
-        self.rec("concurrent", "peak proxy mem MiB", px.name, mem_mib)
-        self.rec("concurrent", "proxy CPU-s/GiB", px.name, cpu / (total / GiB))
-        return (f"{total / 1e6 / wall:.0f} MB/s aggregate, peak {'PSS(tree)' if px.tree else 'RSS'} "
-                f"{mem_mib:.1f} MiB, {cpu / (total / GiB):.2f} CPU-s/GiB")
+        self.rec(shape, "aggregate MB/s", px.name, total / 1e6 / wall)
+        self.rec(shape, "peak proxy mem MiB", px.name, mem_mib)
+        self.rec(shape, "proxy CPU-s/GiB", px.name, cpu / (total / GiB))
+        return total / 1e6 / wall, mem_mib, cpu / (total / GiB)
+
+    def shape_concurrent(self, px):
+        got = self.parallel_downloads(px, "concurrent", "pub/med.bin", self.med, self.a.concurrency)
+        if not isinstance(got, tuple):
+            return got
+        rate, mem_mib, cpu_gib = got
+        return (f"{rate:.0f} MB/s aggregate, peak {'PSS(tree)' if px.tree else 'RSS'} "
+                f"{mem_mib:.1f} MiB, {cpu_gib:.2f} CPU-s/GiB")
 
     def shape_idle(self, px):
         a = self.a
@@ -883,7 +892,7 @@ class Bench:
         return scale.shape_logins(self, px)
 
     def shape_many(self, px):
-        return scale.shape_many(self, px, MemSampler, curl_download)
+        return scale.shape_many(self, px)
 
     def fail(self, shape, px, err):
         msg = f"{shape}/{px.name}: FAILED: {err}"

@@ -15,8 +15,6 @@ The idle shape (bench/run.py) covers many idle sessions.
 import os
 import subprocess
 import sys
-import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -56,40 +54,16 @@ def shape_logins(bench, px):
     return ", ".join(out)
 
 
-def shape_many(bench, px, mem_sampler, curl_download):
-    """`mem_sampler` and `curl_download` are bench/run.py's."""
-    a = bench.a
-    n = a.many_sessions
-    size = os.path.getsize(bench.many_file)
-    results = [None] * n
-    sampler = mem_sampler(px.pid, px.tree)
-    url = bench.url(px, "pub/many.bin")
+def shape_many(bench, px):
+    """--many-sessions concurrent verified downloads (Bench.parallel_downloads)."""
+    n = bench.a.many_sessions
 
-    def one(i):
-        source = f"127.0.{2 + i // 40}.{1 + i % 40}"  # 40 per address, under the limit of 50
-        results[i] = curl_download(url, bench.many_file, a.verify,
-                                   bench.sha[bench.many_file], extra=["--interface", source])
+    def source(i):
+        # 40 sessions per address, under the default limit of 50.
+        return ["--interface", f"127.0.{2 + i // 40}.{1 + i % 40}"]
 
-    def go():
-        sampler.start()
-        ths = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-        t0 = time.perf_counter()
-        for t in ths:
-            t.start()
-        for t in ths:
-            t.join()
-        wall = time.perf_counter() - t0
-        sampler.stop()
-        return wall
-
-    wall, cpu = bench.measured(px, go)
-    bad = [r for r in results if not r or not r[0]]
-    if bad:
-        first = bad[0][3] if bad[0] else "?"
-        return bench.fail("many", px, f"{len(bad)}/{n} transfers failed: {first}")
-    total = size * n
-    mem_mib = (sampler.peak_pss if px.tree else sampler.peak_rss) / 1024
-    bench.rec("many", "aggregate MB/s", px.name, total / 1e6 / wall)
-    bench.rec("many", "peak proxy mem MiB", px.name, mem_mib)
-    bench.rec("many", "proxy CPU-s/GiB", px.name, cpu / (total / (1 << 30)))
-    return f"{n} transfers, {total / 1e6 / wall:.0f} MB/s aggregate, peak mem {mem_mib:.1f} MiB"
+    got = bench.parallel_downloads(px, "many", "pub/many.bin", bench.many_file, n, extra=source)
+    if not isinstance(got, tuple):
+        return got
+    rate, mem_mib, _ = got
+    return f"{n} transfers, {rate:.0f} MB/s aggregate, peak mem {mem_mib:.1f} MiB"
