@@ -14,14 +14,15 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::http::get as http_get;
 use support::tools::{
     curl_download, curl_upload, py_client, run_with_timeout, sha256_file, tools_available,
     write_random_file, ClientOutput, CurlOptions, FtpBackend, PyClientOptions, PyFtpd,
@@ -249,22 +250,6 @@ fn config_dir(yaml: &str) -> tempfile::TempDir {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     dir
-}
-
-/// `GET path` over HTTP/1.1: the status code and the body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head.get(9..12).and_then(|c| c.parse().ok()).expect(head);
-    (code, body.to_owned())
 }
 
 /// The ID inside the container's user namespace of host ID `host`, from a

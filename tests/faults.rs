@@ -429,11 +429,7 @@ fn backend_stalled_mid_download() {
         assert_eq!(c.cmd("NOOP").code, 200, "session usable after the abort");
         assert_eq!(c.cmd("QUIT").code, 221);
     }
-    assert!(
-        b.wait_for_command("ABOR"),
-        "the backend transfer was aborted"
-    );
-    let r = one_transfer(&proxy);
+    let r = aborted_transfer(&b, &proxy);
     assert_eq!(
         (r.result.clone(), r.code),
         (TransferResult::Failed(DataError::Stalled), 426),
@@ -483,12 +479,8 @@ fn stalled_mid_upload(backend_data: BackendData) {
         assert_eq!(c.cmd("NOOP").code, 200, "session usable after the abort");
         assert_eq!(c.cmd("QUIT").code, 221);
     }
-    assert!(
-        b.wait_for_command("ABOR"),
-        "the backend transfer was aborted"
-    );
+    let r = aborted_transfer(&b, &proxy);
     assert!(file_len(&b.root.join("up.bin")) < LEN as u64);
-    let r = one_transfer(&proxy);
     assert_eq!(
         (r.direction, r.result.clone(), r.code),
         (
@@ -800,11 +792,7 @@ fn client_reset_mid_download() {
         assert_eq!(c.cmd("NOOP").code, 200, "session usable");
         assert_eq!(c.cmd("QUIT").code, 221);
     }
-    assert!(
-        b.wait_for_command("ABOR"),
-        "the backend transfer was aborted"
-    );
-    let r = one_transfer(&proxy);
+    let r = aborted_transfer(&b, &proxy);
     assert!(
         matches!(r.result, TransferResult::Failed(DataError::Client(_))) && r.code == 426,
         "{r:?}"
@@ -903,12 +891,8 @@ fn client_reset_mid_upload_to_pyftpdlib() {
         assert_eq!(c.cmd("NOOP").code, 200, "session usable");
         assert_eq!(c.cmd("QUIT").code, 221);
     }
-    assert!(
-        b.wait_for_command("ABOR"),
-        "the backend transfer was aborted"
-    );
+    let r = aborted_transfer(&b, &proxy);
     assert!(file_len(&b.root.join("up.bin")) <= (LEN / 2) as u64);
-    let r = one_transfer(&proxy);
     assert!(
         matches!(r.result, TransferResult::Failed(DataError::Client(_))) && r.code == 426,
         "{r:?}"
@@ -1021,11 +1005,7 @@ fn slow_data_connection(hello: Option<Vec<u8>>) {
         assert_eq!(c.cmd("NOOP").code, 200, "session usable");
         assert_eq!(c.cmd("QUIT").code, 221);
     }
-    assert!(
-        b.wait_for_command("ABOR"),
-        "the backend transfer was aborted"
-    );
-    let r = one_transfer(&proxy);
+    let r = aborted_transfer(&b, &proxy);
     assert_eq!(
         (r.result.clone(), r.code),
         (TransferResult::Failed(DataError::ClientConnect), 425),
@@ -1159,11 +1139,7 @@ fn tls_garbage_on_a_data_connection() {
         assert_eq!(c.cmd("NOOP").code, 200, "session usable");
         assert_eq!(c.cmd("QUIT").code, 221);
     }
-    assert!(
-        b.wait_for_command("ABOR"),
-        "the backend transfer was aborted"
-    );
-    let r = one_transfer(&proxy);
+    let r = aborted_transfer(&b, &proxy);
     assert_eq!(
         (r.result.clone(), r.code),
         (TransferResult::Failed(DataError::Handshake), 522),
@@ -1525,6 +1501,16 @@ fn replies_until_closed(c: &mut Client) -> Vec<u16> {
 }
 
 /// The scenario's one transfer record.
+/// The one transfer record of a transfer ftpsgate had to abort, once the
+/// backend has seen the ABOR.
+fn aborted_transfer(b: &impl FtpBackend, proxy: &Proxy) -> TransferRecord {
+    assert!(
+        b.wait_for_command("ABOR"),
+        "the backend transfer was aborted"
+    );
+    one_transfer(proxy)
+}
+
 fn one_transfer(proxy: &Proxy) -> TransferRecord {
     let records = proxy.events.transfers(1);
     assert_eq!(records.len(), 1, "{records:?}");

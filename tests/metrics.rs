@@ -6,31 +6,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ftpsgate::events::TransferResult;
 use support::harness::{Client, Proxy};
+use support::http::get;
 use support::tools::{
     curl_download, random_bytes, tools_available, CurlOptions, FtpBackend, PyFtpd, PASS, USER,
 };
-
-/// One HTTP/1.1 GET over a plain socket: (status code, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head.get(9..12).and_then(|c| c.parse().ok()).expect(head);
-    (code, body.to_string())
-}
 
 /// One `/metrics` exposition.
 struct Scrape(String);
