@@ -223,6 +223,9 @@ fn transfer_reply(e: &DataError) -> Reply {
             426,
             "Upload ended without TLS close_notify; transfer aborted.",
         ),
+        DataError::ClientTls(e) => {
+            Reply::new(426, format!("Data connection TLS: {e}; transfer aborted."))
+        }
         DataError::Stalled => Reply::new(426, "Data connection stalled; transfer aborted."),
         DataError::Shutdown => Reply::new(426, "Service shutting down; transfer aborted."),
         DataError::TooLarge(max) => Reply::new(

@@ -32,18 +32,6 @@ impl MaybeTls {
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
     }
-
-    /// Reads the TCP stream under TLS up to `size` bytes at a time and
-    /// hands them to rustls from memory (rustls itself asks for 4 KiB per
-    /// `recv`); for a data connection about to carry an upload.
-    pub fn read_ahead(&mut self, size: usize) {
-        if let MaybeTls::Tls(s) = self {
-            let tcp = &mut s.get_mut().0;
-            if tcp.ahead.is_none() && size > 0 {
-                tcp.ahead = Some(ReadAhead::new(size));
-            }
-        }
-    }
 }
 
 impl AsyncRead for MaybeTls {
@@ -120,8 +108,6 @@ pub struct Tcp {
     pub inner: TcpStream,
     /// Re-arm TCP_QUICKACK on every I/O call.
     pub handshaking: bool,
-    /// Bulk reads under rustls, once turned on.
-    ahead: Option<ReadAhead>,
 }
 
 impl Tcp {
@@ -130,16 +116,22 @@ impl Tcp {
         Tcp {
             inner,
             handshaking: true,
-            ahead: None,
         }
     }
 
     fn quickack(&self) {
-        #[cfg(target_os = "linux")]
         if self.handshaking {
-            let _ = socket2::SockRef::from(&self.inner).set_tcp_quickack(true);
+            quickack(&self.inner);
         }
     }
+}
+
+/// Re-arms TCP_QUICKACK (Linux): the next segment is ACKed at once.
+pub fn quickack(tcp: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
+    #[cfg(not(target_os = "linux"))]
+    let _ = tcp;
 }
 
 impl AsyncRead for Tcp {
@@ -149,54 +141,9 @@ impl AsyncRead for Tcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(ahead) = &mut this.ahead {
-            return ahead.poll_read(&mut this.inner, cx, buf);
-        }
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         this.quickack();
         r
-    }
-}
-
-/// rustls reads its peer 4 KiB at a time (and shrinks its buffer back to
-/// 4 KiB after each record), so a bulk upload costs a `recv` per 4 KiB. This
-/// buffer takes what the socket has, up to its size, in one `recv` and hands
-/// it to rustls from memory: the extra copy is of bytes still in cache.
-#[derive(Debug)]
-struct ReadAhead {
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-}
-
-impl ReadAhead {
-    fn new(size: usize) -> ReadAhead {
-        ReadAhead {
-            buf: vec![0; size].into_boxed_slice(),
-            start: 0,
-            end: 0,
-        }
-    }
-
-    fn poll_read(
-        &mut self,
-        inner: &mut TcpStream,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.start == self.end {
-            let mut fill = ReadBuf::new(&mut self.buf);
-            match Pin::new(inner).poll_read(cx, &mut fill) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
-            }
-            self.start = 0;
-            self.end = fill.filled().len();
-        }
-        let n = out.remaining().min(self.end - self.start);
-        out.put_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -233,40 +180,5 @@ impl AsyncWrite for Tcp {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
-    /// Small reads through the read-ahead see every byte, in order, and EOF.
-    #[tokio::test]
-    async fn read_ahead_hands_on_every_byte_then_eof() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut w = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (r, _) = l.accept().await.unwrap();
-        let mut tcp = Tcp::for_handshake(r);
-        tcp.handshaking = false;
-        tcp.ahead = Some(ReadAhead::new(1000));
-        let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let data = sent.clone();
-        let writer = tokio::spawn(async move {
-            w.write_all(&data).await.unwrap();
-            w.shutdown().await.unwrap();
-        });
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 333];
-        loop {
-            let n = tcp.read(&mut chunk).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&chunk[..n]);
-        }
-        writer.await.unwrap();
-        assert_eq!(got, sent);
     }
 }

@@ -9,19 +9,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::{ServerConfig, ServerConnection};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn, Instrument};
 
 use super::ports::PortLease;
+use super::sealed::{self, ClientStream, SealedLeg};
 use super::{DataError, DATA_CONNECT_TIMEOUT, DATA_HANDSHAKE_TIMEOUT};
 use crate::config::ProxyTrust;
 use crate::events::{Direction, TlsDetails};
 use crate::proxy_protocol::{read_header, HeaderError, Origin};
 use crate::session::Prot;
-use crate::stream::{MaybeTls, Tcp};
 use crate::tls::reuse::{self, Binding, Token};
 
 /// Connects to `to` from `from_ip` (port chosen by the OS), within the data connect timeout.
@@ -133,7 +133,7 @@ pub async fn accept_expected(listener: &TcpListener, expected: &Expected) -> io:
 #[derive(Debug)]
 pub struct ClientLeg {
     /// The stream.
-    pub stream: MaybeTls,
+    pub stream: ClientStream,
     /// What TLS negotiated, when PROT P.
     pub tls: Option<TlsDetails>,
     /// The binding token of the session the handshake resumed, if any.
@@ -145,12 +145,12 @@ pub struct ClientLeg {
 /// TLS parameters for the client data leg.
 #[derive(Clone)]
 pub struct DataTls {
-    /// The data-connection acceptor (no TLS 1.3 tickets).
-    pub acceptor: TlsAcceptor,
+    /// The data-connection TLS configuration (no TLS 1.3 tickets).
+    pub config: Arc<ServerConfig>,
     /// For downloads when reuse is checked (required or audited): a bound
     /// handshake gets a fresh ticket. `None` otherwise: no data connection
     /// issues tickets, so the transfer's direction does not matter.
-    pub ticketed: Option<TlsAcceptor>,
+    pub ticketed: Option<Arc<ServerConfig>>,
     /// The control session's reuse binding.
     pub binding: Arc<Binding>,
 }
@@ -177,24 +177,23 @@ pub async fn secure(
     crate::stream::low_latency(&tcp);
     if !protect {
         return Ok(ClientLeg {
-            stream: MaybeTls::Plain(tcp),
+            stream: ClientStream::Plain(tcp),
             tls: None,
             resumed_from: None,
             client_cert: None,
         });
     }
-    // A ticket a bound data connection issues carries this control session's token.
-    let token = tls.binding.token();
-    let acceptor = match &tls.ticketed {
+    let config = match &tls.ticketed {
         Some(ticketed) if download => ticketed,
-        _ => &tls.acceptor,
+        _ => &tls.config,
     };
-    let accept = acceptor.accept_with(Tcp::for_handshake(tcp), move |conn| {
-        conn.set_resumption_data(token.as_bytes())
-    });
-    let accept = reuse::observe(accept, tls.binding.clone());
-    let (mut stream, seen) = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, accept).await {
-        Ok((Ok(s), seen)) => (s, seen),
+    let mut conn = ServerConnection::new(config.clone()).map_err(|_| DataError::Handshake)?;
+    // A ticket a bound data connection issues carries this control session's token.
+    conn.set_resumption_data(tls.binding.token().as_bytes());
+    let mut tcp = tcp;
+    let shake = reuse::observe(sealed::handshake(&mut tcp, &mut conn), tls.binding.clone());
+    let seen = match tokio::time::timeout(DATA_HANDSHAKE_TIMEOUT, shake).await {
+        Ok((Ok(()), seen)) => seen,
         Ok((Err(e), _)) => {
             warn!(error = %e, "data TLS handshake failed");
             return Err(DataError::Handshake);
@@ -204,19 +203,18 @@ pub async fn secure(
             return Err(DataError::Handshake);
         }
     };
-    stream.get_mut().0.handshaking = false;
-    let conn = stream.get_ref().1;
-    let details = crate::tls::details(conn);
-    let resumed_from = reuse::resumed_token(conn, seen.as_deref());
-    let client_cert = crate::tls::client_cert(conn);
+    let details = crate::tls::details(&conn);
+    let resumed_from = reuse::resumed_token(&conn, seen.as_deref());
+    let client_cert = crate::tls::client_cert(&conn);
     debug!(
         resumed = details.resumed,
         resumed_from = resumed_from.is_some(),
         version = details.version,
         "data TLS established"
     );
+    let sealed = SealedLeg::take(tcp, conn).map_err(DataError::ClientTls)?;
     Ok(ClientLeg {
-        stream: MaybeTls::Tls(Box::new(stream)),
+        stream: ClientStream::Tls(Box::new(sealed)),
         tls: Some(details),
         resumed_from,
         client_cert,

@@ -8,7 +8,9 @@
 pub mod connect;
 pub mod ports;
 pub mod rate;
+pub mod record;
 pub mod relay;
+pub mod sealed;
 pub mod transfer;
 
 use std::io;
@@ -50,6 +52,9 @@ pub enum DataError {
     /// The client leg failed mid-transfer.
     #[error("client data connection failed: {0}")]
     Client(io::ErrorKind),
+    /// The client leg's TLS records broke a rule ftpsgate's record layer enforces.
+    #[error("client data connection TLS: {0}")]
+    ClientTls(record::RecordError),
     /// The upload ended with TCP FIN but no TLS close_notify (possible truncation).
     #[error("upload ended without TLS close_notify")]
     Truncated,

@@ -25,21 +25,21 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::rate::{self, Rate};
+use super::sealed::ClientStream;
 use super::{DataError, CLOSE_NOTIFY_GRACE};
 use crate::config::UploadEof;
-use crate::stream::MaybeTls;
 
 /// Relay buffer size: large reads keep syscalls and TLS records per byte low.
-const BUF_SIZE: usize = 256 * 1024;
-/// Bulk reads from an uploading client's socket under rustls
-/// ([`MaybeTls::read_ahead`]): 13 times fewer `recv` calls per GiB.
-const READ_AHEAD: usize = 64 * 1024;
+pub(super) const BUF_SIZE: usize = 256 * 1024;
 /// Unsent bytes a data socket may queue in the kernel before writes wait
 /// (TCP_NOTSENT_LOWAT): bytes in flight are not limited, so throughput is
 /// not, but a write completes at the receiver's pace. Linux wakes a writer
 /// once unsent bytes fall below half of this, so a reader at 800 B/s shows
 /// progress every 40 s or so, far inside the stall timeout.
 const NOTSENT_LOWAT: u32 = 64 * 1024;
+
+/// The backend's verdict on a download (its final reply was 2xx), when awaited.
+pub(super) type Verdict = Option<oneshot::Receiver<bool>>;
 
 /// What the relay did.
 #[derive(Debug)]
@@ -70,15 +70,14 @@ pub struct Limits {
 
 /// Moves one transfer's bytes; `upload` is client → backend.
 pub async fn relay(
-    mut client: MaybeTls,
+    mut client: ClientStream,
     mut backend: TcpStream,
     upload: bool,
     limits: &Limits,
     cancel: CancellationToken,
-    finish: Option<oneshot::Receiver<bool>>,
+    finish: Verdict,
 ) -> Outcome {
     let moved = Progress::default();
-    let mut buf = vec![0u8; rate::chunk(&limits.rates, BUF_SIZE)];
     // Writes complete as the peer takes bytes, not when megabytes of send
     // buffer free up at once: a slow but live reader shows progress at its own
     // pace, a peer that takes nothing shows none (and is a stall).
@@ -91,10 +90,13 @@ pub async fn relay(
         let _ = backend.set_zero_linger();
     }
     let pump = async {
-        if upload {
-            pump_upload(&mut client, &mut backend, &mut buf, &moved, limits).await
-        } else {
-            pump_download(&mut backend, &mut client, &mut buf, &moved, limits, finish).await
+        match (&mut client, upload) {
+            (ClientStream::Tls(c), true) => c.upload(&mut backend, &moved, limits).await,
+            (ClientStream::Tls(c), false) => c.download(&mut backend, &moved, limits, finish).await,
+            (ClientStream::Plain(c), true) => pump_upload(c, &mut backend, &moved, limits).await,
+            (ClientStream::Plain(c), false) => {
+                pump_download(&mut backend, c, &moved, limits, finish).await
+            }
         }
     };
     let result = tokio::select! {
@@ -102,14 +104,7 @@ pub async fn relay(
         _ = cancel.cancelled() => Err(DataError::Aborted),
         _ = watchdog(&moved, limits.stall) => Err(DataError::Stalled),
     };
-    finish_legs(
-        client,
-        backend,
-        upload,
-        moved.bytes.load(Ordering::Relaxed),
-        result,
-    )
-    .await
+    finish_legs(client.into_tcp(), backend, upload, moved.payload(), result).await
 }
 
 /// Closes both legs according to the result: a clean end closes cleanly
@@ -117,7 +112,7 @@ pub async fn relay(
 /// off the critical path); a failure drops the client leg without
 /// close_notify and hands the backend leg back for the abort.
 async fn finish_legs(
-    client: MaybeTls,
+    client: TcpStream,
     mut backend: TcpStream,
     upload: bool,
     bytes: u64,
@@ -150,25 +145,35 @@ async fn finish_legs(
     }
 }
 
+/// A plaintext (PROT C) download.
 async fn pump_download(
     backend: &mut TcpStream,
-    client: &mut MaybeTls,
-    buf: &mut [u8],
+    client: &mut TcpStream,
     moved: &Progress,
     limits: &Limits,
-    finish: Option<oneshot::Receiver<bool>>,
+    finish: Verdict,
 ) -> Result<bool, DataError> {
+    let mut buf = vec![0u8; rate::chunk(&limits.rates, BUF_SIZE)];
     loop {
-        let n = backend.read(buf).await.map_err(DataError::backend)?;
+        let n = backend.read(&mut buf).await.map_err(DataError::backend)?;
         if n == 0 {
             break;
         }
         rate::pace(&limits.rates, n).await;
-        write_counted(client, &buf[..n], moved)
+        write_counted(client, &buf[..n], moved, true)
             .await
             .map_err(DataError::client)?;
     }
-    client.flush().await.map_err(DataError::client)?;
+    backend_done(backend, finish).await?;
+    client.shutdown().await.map_err(DataError::client)?;
+    Ok(false)
+}
+
+/// The end of a download's backend leg: our FIN, then the backend's verdict.
+pub(super) async fn backend_done(
+    backend: &mut TcpStream,
+    finish: Verdict,
+) -> Result<(), DataError> {
     // Our FIN first: ProFTPD lingers (TimeoutLinger, 10 s) until the reader
     // closes before it sends its 226.
     let _ = backend.shutdown().await;
@@ -179,68 +184,75 @@ async fn pump_download(
             return Err(DataError::Backend(std::io::ErrorKind::ConnectionAborted));
         }
     }
-    // close_notify (TLS) and FIN; only now is the download complete.
-    client.shutdown().await.map_err(DataError::client)?;
-    Ok(false)
+    Ok(())
 }
 
+/// A plaintext (PROT C) upload: the client's FIN ends it.
 async fn pump_upload(
-    client: &mut MaybeTls,
+    client: &mut TcpStream,
     backend: &mut TcpStream,
-    buf: &mut [u8],
     moved: &Progress,
     limits: &Limits,
 ) -> Result<bool, DataError> {
-    let mut lenient_eof = false;
-    client.read_ahead(READ_AHEAD);
+    let mut buf = vec![0u8; rate::chunk(&limits.rates, BUF_SIZE)];
     loop {
-        match client.read(buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                let total = moved.bytes.load(Ordering::Relaxed) + n as u64;
-                if let Some(max) = limits.max_upload.filter(|&max| total > max) {
-                    return Err(DataError::TooLarge(max));
-                }
-                rate::pace(&limits.rates, n).await;
-                write_counted(backend, &buf[..n], moved)
-                    .await
-                    .map_err(DataError::backend)?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && client.is_tls() => {
-                if limits.eof == UploadEof::Strict {
-                    return Err(DataError::Truncated);
-                }
-                lenient_eof = true;
-                break;
-            }
-            Err(e) => return Err(DataError::client(e)),
+        let n = client.read(&mut buf).await.map_err(DataError::client)?;
+        if n == 0 {
+            return Ok(false);
         }
+        let total = moved.payload() + n as u64;
+        if let Some(max) = limits.max_upload.filter(|&max| total > max) {
+            return Err(DataError::TooLarge(max));
+        }
+        rate::pace(&limits.rates, n).await;
+        write_counted(backend, &buf[..n], moved, true)
+            .await
+            .map_err(DataError::backend)?
     }
-    // Answer the client's close_notify with ours (curl and ftplib wait for it).
-    if client.is_tls() && !lenient_eof {
-        let _ = tokio::time::timeout(CLOSE_NOTIFY_GRACE, client.shutdown()).await;
-    }
-    Ok(lenient_eof)
 }
 
-/// What the stall watchdog looks at: bytes moved (taken by the receiving peer).
+/// What the stall watchdog looks at (bytes taken by the receiving peer, on
+/// the wire) and what the transfer record reports (payload bytes).
 #[derive(Debug, Default)]
-struct Progress {
-    bytes: AtomicU64,
+pub(super) struct Progress {
+    wire: AtomicU64,
+    payload: AtomicU64,
 }
 
-/// Writes all of `data`, counting every byte as it is accepted.
-async fn write_counted<W: AsyncWrite + Unpin>(
+impl Progress {
+    /// `n` more bytes accepted by a receiving socket.
+    pub(super) fn add_wire(&self, n: usize) {
+        self.wire.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// `n` more payload bytes delivered.
+    pub(super) fn add_payload(&self, n: usize) {
+        self.payload.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Payload bytes delivered so far.
+    pub(super) fn payload(&self) -> u64 {
+        self.payload.load(Ordering::Relaxed)
+    }
+}
+
+/// Writes all of `data`, counting every byte as it is accepted (as payload
+/// too when `plain`).
+pub(super) async fn write_counted<W: AsyncWrite + Unpin>(
     out: &mut W,
     mut data: &[u8],
     moved: &Progress,
+    plain: bool,
 ) -> std::io::Result<()> {
     while !data.is_empty() {
         let n = out.write(data).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        moved.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        moved.add_wire(n);
+        if plain {
+            moved.add_payload(n);
+        }
         data = &data[n..];
     }
     Ok(())
@@ -253,7 +265,7 @@ async fn watchdog(moved: &Progress, stall: Duration) {
     let mut quiet = Duration::ZERO;
     loop {
         tokio::time::sleep(tick).await;
-        let now = moved.bytes.load(Ordering::Relaxed);
+        let now = moved.wire.load(Ordering::Relaxed);
         if now != last {
             quiet = Duration::ZERO;
             last = now;
@@ -269,7 +281,7 @@ async fn watchdog(moved: &Progress, stall: Duration) {
 /// Reads (and discards) whatever the client still sends after a download,
 /// typically its close_notify and FIN, for a bounded time, so the socket is
 /// not closed with unread data (which would make the kernel send RST).
-async fn drain(mut client: MaybeTls) {
+async fn drain(mut client: TcpStream) {
     let mut sink = [0u8; 512];
     let _ = tokio::time::timeout(CLOSE_NOTIFY_GRACE, async {
         while let Ok(n) = client.read(&mut sink).await {

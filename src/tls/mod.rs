@@ -119,6 +119,9 @@ impl TlsContext {
         // No TLS 1.3 tickets on data connections: an uploading client that
         // never reads them resets the connection and loses data (curl#6149).
         data.send_tls13_tickets = 0;
+        // After the handshake the data path seals and opens records itself
+        // (`data::record`), with the keys rustls hands over.
+        data.enable_secret_extraction = true;
         // Downloads, where reuse is checked, get one: OpenSSL clients spend a
         // TLS 1.3 ticket per connection and need a fresh one for the next.
         let mut data_ticketed = data.clone();

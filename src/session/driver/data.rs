@@ -5,7 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use tokio_rustls::TlsAcceptor;
 use tracing::warn;
 
 use super::Driver;
@@ -102,12 +101,12 @@ impl Driver<'_> {
     pub(super) fn data_tls(&self) -> DataTls {
         let live = &self.front.ctx.live;
         DataTls {
-            acceptor: TlsAcceptor::from(self.front.ctx.live.tls.data.clone()),
+            config: live.tls.data.clone(),
             ticketed: live
                 .settings
                 .require_session_reuse
                 .is_checked()
-                .then(|| TlsAcceptor::from(live.tls.data_ticketed.clone())),
+                .then(|| live.tls.data_ticketed.clone()),
             binding: self.front.binding.clone(),
         }
     }
