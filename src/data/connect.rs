@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn, Instrument};
 
 use super::ports::PortLease;
+use super::rekey::Capture;
 use super::sealed::{self, ClientStream, SealedLeg};
 use super::{DataError, DATA_CONNECT_TIMEOUT, DATA_HANDSHAKE_TIMEOUT};
 use crate::config::ProxyTrust;
@@ -187,7 +188,12 @@ pub async fn secure(
         Some(ticketed) if download => ticketed,
         _ => &tls.config,
     };
-    let mut conn = ServerConnection::new(config.clone()).map_err(|_| DataError::Handshake)?;
+    // This connection's own KeyLog keeps its TLS 1.3 traffic secrets (in
+    // memory only) for key updates on the data path's record layer.
+    let capture = Arc::new(Capture::default());
+    let mut config = ServerConfig::clone(config);
+    config.key_log = capture.clone();
+    let mut conn = ServerConnection::new(Arc::new(config)).map_err(|_| DataError::Handshake)?;
     // A ticket a bound data connection issues carries this control session's token.
     conn.set_resumption_data(tls.binding.token().as_bytes());
     let mut tcp = tcp;
@@ -212,7 +218,7 @@ pub async fn secure(
         version = details.version,
         "data TLS established"
     );
-    let sealed = SealedLeg::take(tcp, conn).map_err(DataError::ClientTls)?;
+    let sealed = SealedLeg::take(tcp, conn, &capture).map_err(DataError::ClientTls)?;
     Ok(ClientLeg {
         stream: ClientStream::Tls(Box::new(sealed)),
         tls: Some(details),

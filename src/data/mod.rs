@@ -9,6 +9,7 @@ pub mod connect;
 pub mod ports;
 pub mod rate;
 pub mod record;
+pub mod rekey;
 pub mod relay;
 pub mod sealed;
 pub mod transfer;

@@ -7,9 +7,10 @@
 //! Covers every suite ftpsgate offers: TLS 1.3 (AES-GCM, ChaCha20-Poly1305)
 //! and TLS 1.2 ECDHE with AES-GCM or ChaCha20-Poly1305 (RFC 8446 §5, RFC 5246
 //! §6.2.3.3, RFC 5288, RFC 7905). What it does not do fails the transfer with
-//! a named error instead: a TLS 1.3 KeyUpdate or TLS 1.2 renegotiation from
-//! the client, and sealing more records than the cipher's confidentiality
-//! limit (2^23-2^24 for AES-GCM: over 128 GiB in full records).
+//! a named error instead: TLS 1.2 renegotiation from the client, and
+//! sealing more TLS 1.2 records than the cipher's confidentiality limit
+//! (2^24 for AES-GCM, as rustls). Under TLS 1.3 a client's KeyUpdate is
+//! followed ([`super::rekey`]) and ftpsgate sends its own before the limit.
 
 use std::ops::Range;
 
@@ -19,12 +20,16 @@ use aws_lc_rs::aead::{
 };
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion};
 
+use super::rekey::{Capture, Secret};
+
 /// The largest plaintext of one record (RFC 8446 §5.1).
 pub const MAX_FRAGMENT: usize = 16 * 1024;
 /// A record header: type, legacy version, length.
 pub const HEADER: usize = 5;
 const TAG: usize = 16;
 const EXPLICIT_NONCE: usize = 8;
+/// The KeyUpdate handshake message type (RFC 8446 §4.6.3).
+const KEY_UPDATE: u8 = 24;
 /// The largest ciphertext a peer may send (2^14 + 2048, RFC 5246; TLS 1.3 allows less).
 const MAX_CIPHERTEXT: usize = MAX_FRAGMENT + 2048;
 /// The largest record a peer may send, header included.
@@ -57,8 +62,9 @@ pub enum RecordError {
     /// A record type that has no place after the handshake.
     #[error("unexpected TLS record (content type {0}) after the handshake")]
     Unexpected(u8),
-    /// A handshake message after the handshake: TLS 1.3 KeyUpdate or TLS 1.2 renegotiation.
-    #[error("TLS key update or renegotiation on a data connection is not supported")]
+    /// A handshake message after the handshake other than a TLS 1.3 KeyUpdate
+    /// (TLS 1.2 renegotiation), or a KeyUpdate whose secret is unknown.
+    #[error("TLS renegotiation on a data connection is not supported")]
     Rekey,
     /// A fatal alert from the client.
     #[error("TLS alert {0} from the client")]
@@ -85,18 +91,32 @@ struct Keys {
     iv: [u8; NONCE_LEN],
     seq: u64,
     limit: u64,
+    /// The traffic secret these keys came from (TLS 1.3): what a KeyUpdate derives from.
+    secret: Option<Secret>,
+}
+
+/// The AEAD of the extracted secrets.
+fn algorithm(secrets: &ConnectionTrafficSecrets) -> Result<&'static Algorithm, RecordError> {
+    match secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { .. } => Ok(&AES_128_GCM),
+        ConnectionTrafficSecrets::Aes256Gcm { .. } => Ok(&AES_256_GCM),
+        ConnectionTrafficSecrets::Chacha20Poly1305 { .. } => Ok(&CHACHA20_POLY1305),
+        _ => Err(RecordError::Unsupported),
+    }
 }
 
 impl Keys {
     fn new(
         (seq, secrets): (u64, ConnectionTrafficSecrets),
         limit: u64,
+        secret: Option<Secret>,
     ) -> Result<Keys, RecordError> {
-        let (alg, key, iv): (&'static Algorithm, _, _) = match &secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&AES_128_GCM, key, iv),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&AES_256_GCM, key, iv),
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (&CHACHA20_POLY1305, key, iv),
-            _ => return Err(RecordError::Unsupported),
+        let alg = algorithm(&secrets)?;
+        let (ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+        | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv }) = &secrets
+        else {
+            return Err(RecordError::Unsupported);
         };
         let unbound = UnboundKey::new(alg, key.as_ref()).map_err(|_| RecordError::Unsupported)?;
         Ok(Keys {
@@ -107,7 +127,17 @@ impl Keys {
                 .map_err(|_| RecordError::Unsupported)?,
             seq,
             limit,
+            secret,
         })
+    }
+
+    /// Moves to the next key generation (KeyUpdate): new key and iv, sequence 0.
+    fn update(&mut self) -> Result<(), RecordError> {
+        let next = self.secret.as_ref().ok_or(RecordError::Rekey)?.next();
+        (self.key, self.iv) = next.keys().ok_or(RecordError::Rekey)?;
+        self.seq = 0;
+        self.secret = Some(next);
+        Ok(())
     }
 
     /// The sequence number and nonce (iv ^ seq) of the next record.
@@ -135,11 +165,13 @@ fn tls12_aad(seq: u64, typ: u8, version: [u8; 2], len: usize) -> [u8; 13] {
     aad
 }
 
-/// Both directions of a data connection, taken over from rustls.
+/// Both directions of a data connection, taken over from rustls; under
+/// TLS 1.3, `capture` holds the traffic secrets for key updates.
 pub fn take_over(
     secrets: ExtractedSecrets,
     version: Option<ProtocolVersion>,
     limit: u64,
+    capture: &Capture,
 ) -> Result<(Sealer, Opener), RecordError> {
     let gcm = !matches!(
         secrets.tx.1,
@@ -151,12 +183,16 @@ pub fn take_over(
         Some(ProtocolVersion::TLSv1_2) => Framing::Tls12Chacha,
         _ => return Err(RecordError::Unsupported),
     };
+    let (client, server) = match framing {
+        Framing::Tls13 => capture.take(algorithm(&secrets.tx.1)?).unzip(),
+        Framing::Tls12Gcm | Framing::Tls12Chacha => (None, None),
+    };
     let sealer = Sealer {
-        keys: Keys::new(secrets.tx, limit)?,
+        keys: Keys::new(secrets.tx, limit, server)?,
         framing,
     };
     let opener = Opener {
-        keys: Keys::new(secrets.rx, u64::MAX)?,
+        keys: Keys::new(secrets.rx, u64::MAX, client)?,
         framing,
     };
     Ok((sealer, opener))
@@ -183,6 +219,24 @@ impl Sealer {
             Framing::Tls13 => 1 + TAG,
             Framing::Tls12Gcm | Framing::Tls12Chacha => TAG,
         }
+    }
+
+    /// Whether a KeyUpdate must go before the next `records` records: they
+    /// (and the KeyUpdate itself) would pass the cipher's limit. Under TLS
+    /// 1.2 there is no update; sealing stops with [`RecordError::Exhausted`].
+    pub fn update_due(&self, records: usize) -> bool {
+        self.keys.secret.is_some()
+            && self.keys.seq.saturating_add(records as u64) >= self.keys.limit
+    }
+
+    /// Seals a KeyUpdate (`request`: the client should update too) into
+    /// `record`, then moves to the next key; returns the record's length.
+    pub fn key_update(&mut self, record: &mut [u8], request: bool) -> Result<usize, RecordError> {
+        let pre = self.prefix();
+        record[pre..pre + 5].copy_from_slice(&[KEY_UPDATE, 0, 0, 1, u8::from(request)]);
+        let n = self.seal(content::HANDSHAKE, record, 5)?;
+        self.keys.update()?;
+        Ok(n)
     }
 
     /// Seals the `len` payload bytes at `record[prefix()..]` as one record
@@ -270,6 +324,19 @@ impl Opener {
             90 => Ok(Alert::Ignore),
             _ if level == 1 && self.framing != Framing::Tls13 => Ok(Alert::Ignore),
             _ => Err(RecordError::Alert(description)),
+        }
+    }
+
+    /// A handshake message from the client: under TLS 1.3 a KeyUpdate
+    /// moves to the client's next key (true: it asks for ours to move too);
+    /// anything else (TLS 1.2 renegotiation) is refused.
+    pub fn key_update(&mut self, message: &[u8]) -> Result<bool, RecordError> {
+        match message {
+            &[KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] if self.framing == Framing::Tls13 => {
+                self.keys.update()?;
+                Ok(request == 1)
+            }
+            _ => Err(RecordError::Rekey),
         }
     }
 

@@ -13,6 +13,7 @@ use rustls::{
 };
 
 use super::*;
+use crate::data::rekey::Capture;
 
 fn provider(suite: SupportedCipherSuite) -> Arc<CryptoProvider> {
     Arc::new(CryptoProvider {
@@ -21,8 +22,9 @@ fn provider(suite: SupportedCipherSuite) -> Arc<CryptoProvider> {
     })
 }
 
-/// A connected rustls client and server (with secret extraction) for one suite.
-fn pair(suite: SupportedCipherSuite) -> (ClientConnection, ServerConnection) {
+/// A connected rustls client and server (with secret extraction and the
+/// secrets captured for key updates) for one suite.
+fn pair(suite: SupportedCipherSuite) -> (ClientConnection, ServerConnection, Arc<Capture>) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
         .unwrap()
@@ -37,6 +39,8 @@ fn pair(suite: SupportedCipherSuite) -> (ClientConnection, ServerConnection) {
         .with_single_cert(vec![der.clone()], pkcs8)
         .unwrap();
     server.enable_secret_extraction = true;
+    let capture = Arc::new(Capture::default());
+    server.key_log = capture.clone();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der).unwrap();
     let client = ClientConfig::builder_with_provider(provider(suite))
@@ -49,7 +53,7 @@ fn pair(suite: SupportedCipherSuite) -> (ClientConnection, ServerConnection) {
     while c.is_handshaking() || s.is_handshaking() || s.wants_write() || c.wants_write() {
         shuttle(&mut c, &mut s);
     }
-    (c, s)
+    (c, s, capture)
 }
 
 fn shuttle(c: &mut ClientConnection, s: &mut ServerConnection) {
@@ -67,9 +71,15 @@ fn shuttle(c: &mut ClientConnection, s: &mut ServerConnection) {
     c.process_new_packets().unwrap();
 }
 
-fn take(s: ServerConnection, limit: u64) -> (Sealer, Opener) {
+fn take(s: ServerConnection, limit: u64, capture: &Capture) -> (Sealer, Opener) {
     let version = s.protocol_version();
-    take_over(s.dangerous_extract_secrets().unwrap(), version, limit).unwrap()
+    take_over(
+        s.dangerous_extract_secrets().unwrap(),
+        version,
+        limit,
+        capture,
+    )
+    .unwrap()
 }
 
 /// What the client sent, as TLS bytes.
@@ -115,8 +125,8 @@ const SUITES: [SupportedCipherSuite; 6] = [
 #[test]
 fn both_directions_interoperate_with_rustls_for_every_suite() {
     for suite in SUITES {
-        let (mut c, s) = pair(suite);
-        let (mut sealer, mut opener) = take(s, u64::MAX);
+        let (mut c, s, k) = pair(suite);
+        let (mut sealer, mut opener) = take(s, u64::MAX, &k);
         // Client → us: several records, one of them full size.
         let big: Vec<u8> = (0..MAX_FRAGMENT + 100).map(|i| (i % 251) as u8).collect();
         c.writer().write_all(b"hello").unwrap();
@@ -153,8 +163,8 @@ fn both_directions_interoperate_with_rustls_for_every_suite() {
 #[test]
 fn a_tampered_record_fails_authentication() {
     for suite in [SUITES[0], SUITES[3], SUITES[5]] {
-        let (mut c, s) = pair(suite);
-        let (_, mut opener) = take(s, u64::MAX);
+        let (mut c, s, k) = pair(suite);
+        let (_, mut opener) = take(s, u64::MAX, &k);
         c.writer().write_all(b"payload").unwrap();
         let mut wire = client_bytes(&mut c);
         let last = wire.len() - 1;
@@ -164,18 +174,72 @@ fn a_tampered_record_fails_authentication() {
 }
 
 #[test]
-fn a_client_key_update_arrives_as_a_handshake_record() {
-    let (mut c, s) = pair(SUITES[0]);
-    let (_, mut opener) = take(s, u64::MAX);
-    c.refresh_traffic_keys().unwrap();
-    let got = open_all(&mut opener, client_bytes(&mut c)).unwrap();
-    assert_eq!(got[0].0, content::HANDSHAKE);
+fn a_client_key_update_is_followed_under_tls13() {
+    for suite in &SUITES[..3] {
+        let (mut c, s, k) = pair(*suite);
+        let (_, mut opener) = take(s, u64::MAX, &k);
+        c.writer().write_all(b"before").unwrap();
+        c.refresh_traffic_keys().unwrap();
+        c.writer().write_all(b"after").unwrap();
+        let mut wire = client_bytes(&mut c);
+        let mut at = 0;
+        let mut seen = Vec::new();
+        while at < wire.len() {
+            let len = opener.record_len(&wire[at..]).unwrap().unwrap();
+            let (typ, r) = opener.open(&mut wire[at..at + len]).unwrap();
+            let payload = wire[at..at + len][r].to_vec();
+            if typ == content::HANDSHAKE {
+                assert_eq!(opener.key_update(&payload), Ok(true), "{suite:?}");
+            } else {
+                seen.extend(payload);
+            }
+            at += len;
+        }
+        assert_eq!(seen, b"beforeafter", "{suite:?}");
+    }
+}
+
+#[test]
+fn our_key_update_moves_the_client_to_the_next_key_and_it_answers() {
+    for suite in &SUITES[..3] {
+        let (mut c, s, k) = pair(*suite);
+        let (mut sealer, mut opener) = take(s, u64::MAX, &k);
+        let mut rec = vec![0u8; 64];
+        let n = sealer.key_update(&mut rec, true).unwrap();
+        let mut wire = rec[..n].to_vec();
+        wire.extend(seal(&mut sealer, content::APPLICATION_DATA, b"fresh"));
+        c.read_tls(&mut wire.as_slice()).unwrap();
+        c.process_new_packets().unwrap();
+        let mut read = [0u8; 5];
+        c.reader().read_exact(&mut read).unwrap();
+        assert_eq!(&read, b"fresh", "{suite:?}");
+        // Asked to, the client updated its own key: we follow.
+        c.writer().write_all(b"next").unwrap();
+        let mut wire = client_bytes(&mut c);
+        let len = opener.record_len(&wire).unwrap().unwrap();
+        let (typ, r) = opener.open(&mut wire[..len]).unwrap();
+        assert_eq!(typ, content::HANDSHAKE);
+        assert_eq!(opener.key_update(&wire[r]), Ok(false));
+        let got = open_all(&mut opener, wire[len..].to_vec()).unwrap();
+        assert_eq!(got, vec![(content::APPLICATION_DATA, b"next".to_vec())]);
+    }
+}
+
+#[test]
+fn tls12_has_no_key_update() {
+    let (_, s, k) = pair(SUITES[3]);
+    let (sealer, mut opener) = take(s, 10, &k);
+    assert!(!sealer.update_due(100));
+    assert_eq!(
+        opener.key_update(&[24, 0, 0, 1, 0]),
+        Err(RecordError::Rekey)
+    );
 }
 
 #[test]
 fn lengths_no_peer_may_send_are_refused() {
-    let (_, s) = pair(SUITES[3]);
-    let (_, opener) = take(s, u64::MAX);
+    let (_, s, k) = pair(SUITES[3]);
+    let (_, opener) = take(s, u64::MAX, &k);
     assert_eq!(opener.record_len(&[23, 3, 3]), Ok(None));
     assert_eq!(
         opener.record_len(&[23, 3, 3, 0, 10]),
@@ -190,8 +254,8 @@ fn lengths_no_peer_may_send_are_refused() {
 
 #[test]
 fn records_before_the_handshake_type_are_refused_under_tls13() {
-    let (mut c, s) = pair(SUITES[0]);
-    let (_, mut opener) = take(s, u64::MAX);
+    let (mut c, s, k) = pair(SUITES[0]);
+    let (_, mut opener) = take(s, u64::MAX, &k);
     c.writer().write_all(b"x").unwrap();
     let mut wire = client_bytes(&mut c);
     wire[0] = content::CHANGE_CIPHER_SPEC;
@@ -202,11 +266,12 @@ fn records_before_the_handshake_type_are_refused_under_tls13() {
 }
 
 #[test]
-fn sealing_stops_at_the_confidentiality_limit() {
-    let (_, s) = pair(SUITES[0]);
+fn tls12_sealing_stops_at_the_confidentiality_limit() {
+    let (_, s, k) = pair(SUITES[3]);
     let limit = s.dangerous_extract_secrets().unwrap().tx.0 + 2;
-    let (_, s) = pair(SUITES[0]);
-    let (mut sealer, _) = take(s, limit);
+    let (_, s, k2) = pair(SUITES[3]);
+    drop(k);
+    let (mut sealer, _) = take(s, limit, &k2);
     let mut rec = vec![0u8; 64];
     sealer.seal(content::APPLICATION_DATA, &mut rec, 1).unwrap();
     sealer.seal(content::APPLICATION_DATA, &mut rec, 1).unwrap();
@@ -214,4 +279,25 @@ fn sealing_stops_at_the_confidentiality_limit() {
         sealer.seal(content::APPLICATION_DATA, &mut rec, 1),
         Err(RecordError::Exhausted)
     );
+}
+
+#[test]
+fn tls13_updates_its_key_before_the_limit() {
+    let (mut c, s, k) = pair(SUITES[0]);
+    let limit = 3;
+    let (mut sealer, _) = take(s, limit, &k);
+    let mut wire = Vec::new();
+    for i in 0..10u8 {
+        if sealer.update_due(1) {
+            let mut rec = vec![0u8; 64];
+            let n = sealer.key_update(&mut rec, false).unwrap();
+            wire.extend_from_slice(&rec[..n]);
+        }
+        wire.extend(seal(&mut sealer, content::APPLICATION_DATA, &[i]));
+    }
+    c.read_tls(&mut wire.as_slice()).unwrap();
+    c.process_new_packets().unwrap();
+    let mut read = Vec::new();
+    let _ = c.reader().read_to_end(&mut read);
+    assert_eq!(read, (0..10u8).collect::<Vec<_>>());
 }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::record::{self, content, Alert, Opener, RecordError, Sealer, MAX_FRAGMENT, MAX_RECORD};
+use super::rekey::Capture;
 use super::relay::{backend_done, write_counted, Limits, Progress, Verdict};
 use super::{rate, DataError};
 use crate::config::UploadEof;
@@ -27,6 +28,8 @@ pub struct SealedLeg {
     pub tcp: TcpStream,
     sealer: Sealer,
     opener: Opener,
+    /// The client's KeyUpdate asked for ours.
+    update_asked: bool,
 }
 
 impl std::fmt::Debug for SealedLeg {
@@ -108,7 +111,12 @@ pub async fn handshake(tcp: &mut TcpStream, conn: &mut ServerConnection) -> io::
 
 impl SealedLeg {
     /// Takes the session over from rustls once [`handshake`] is done.
-    pub fn take(tcp: TcpStream, conn: ServerConnection) -> Result<SealedLeg, RecordError> {
+    /// `capture` is the connection's KeyLog (TLS 1.3 key updates).
+    pub fn take(
+        tcp: TcpStream,
+        conn: ServerConnection,
+        capture: &Capture,
+    ) -> Result<SealedLeg, RecordError> {
         let limit = match conn.negotiated_cipher_suite() {
             Some(rustls::SupportedCipherSuite::Tls13(s)) => s.common.confidentiality_limit,
             Some(rustls::SupportedCipherSuite::Tls12(s)) => s.common.confidentiality_limit,
@@ -118,11 +126,12 @@ impl SealedLeg {
         let secrets = conn
             .dangerous_extract_secrets()
             .map_err(|_| RecordError::Unsupported)?;
-        let (sealer, opener) = record::take_over(secrets, version, limit)?;
+        let (sealer, opener) = record::take_over(secrets, version, limit, capture)?;
         Ok(SealedLeg {
             tcp,
             sealer,
             opener,
+            update_asked: false,
         })
     }
 
@@ -146,6 +155,9 @@ impl SealedLeg {
                 break;
             }
             rate::pace(&limits.rates, n).await;
+            if self.sealer.update_due(n.div_ceil(frag)) {
+                self.key_update(false).await?;
+            }
             let len = self.seal_batch(&mut buf, n, slot, frag)?;
             write_counted(&mut self.tcp, &buf[..len], moved, false)
                 .await
@@ -175,6 +187,16 @@ impl SealedLeg {
                 .map_err(tls)?;
         }
         Ok(out)
+    }
+
+    /// Sends a KeyUpdate and moves to our next key (TLS 1.3).
+    async fn key_update(&mut self, request: bool) -> Result<(), DataError> {
+        let mut rec = [0u8; 64];
+        let n = self.sealer.key_update(&mut rec, request).map_err(tls)?;
+        self.tcp
+            .write_all(&rec[..n])
+            .await
+            .map_err(DataError::client)
     }
 
     /// Sends close_notify and FIN.
@@ -232,6 +254,9 @@ impl SealedLeg {
                 .await
                 .map_err(DataError::backend)?;
             moved.add_payload(payload);
+            if std::mem::take(&mut self.update_asked) {
+                self.key_update(false).await?;
+            }
             if closed {
                 break;
             }
@@ -265,7 +290,10 @@ impl SealedLeg {
                     Ok(Alert::Ignore) => {}
                     Err(e) => return Err(tls(e)),
                 },
-                content::HANDSHAKE => return Err(tls(RecordError::Rekey)),
+                content::HANDSHAKE => {
+                    let message = &buf[at + r.start..at + r.end];
+                    self.update_asked |= self.opener.key_update(message).map_err(tls)?;
+                }
                 other => return Err(tls(RecordError::Unexpected(other))),
             }
         }

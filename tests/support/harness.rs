@@ -698,6 +698,21 @@ pub fn client_config_with(store: Arc<CountingStore>, tls12_only: bool) -> Arc<Cl
     Arc::new(cfg)
 }
 
+/// A client config offering only `suite` (and so only its TLS version).
+pub fn client_config_suite(suite: rustls::SupportedCipherSuite) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![suite],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    });
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
 /// A client config presenting `chain`/`key` as its client certificate.
 pub fn client_config_with_cert(
     chain: Vec<CertificateDer<'static>>,

@@ -1,0 +1,143 @@
+//! The data path's own TLS record layer (src/data/record.rs, issue 11)
+//! against a real plaintext backend (pyftpdlib), driven by the rustls test
+//! client: every cipher suite ftpsgate offers moves files byte-exact both
+//! ways, a client's TLS 1.3 KeyUpdates mid-upload are followed (and the one
+//! it asks for is sent), and a forged record fails the upload with a 426
+//! naming TLS while the backend is told to abort.
+
+mod support;
+
+use std::io::{Read, Write};
+
+use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+use rustls::{ClientConnection, StreamOwned};
+use support::harness::{client_config_suite, Client, Got, Proxy};
+use support::tools::{random_bytes, sha256_bytes, tool_available, FtpBackend, PyFtpd};
+
+fn backend() -> Option<PyFtpd> {
+    tool_available("pyftpdlib").then(PyFtpd::start)
+}
+
+fn logged_in(proxy: &Proxy, b: &PyFtpd) -> Client {
+    let (mut c, g) = Client::connect(proxy.addr);
+    assert_eq!(g.code, 220);
+    c.login_secure(&b.user, &b.pass);
+    assert_eq!(c.cmd("TYPE I").code, 200);
+    c
+}
+
+/// EPSV, `verb_line`, a data connection offering only `suite`, the 1xx.
+fn start_with(
+    c: &mut Client,
+    verb_line: &str,
+    suite: rustls::SupportedCipherSuite,
+) -> StreamOwned<ClientConnection, std::net::TcpStream> {
+    let addr = c.epsv();
+    c.send_raw(format!("{verb_line}\r\n").as_bytes());
+    let data = c.data_tls_with(addr, client_config_suite(suite));
+    let pre = c.read();
+    assert_eq!(pre.code / 100, 1, "{verb_line}: {pre:?}");
+    data
+}
+
+/// Writes `data`, close_notify, reads to the end; returns the final reply.
+fn finish_upload(c: &mut Client, mut d: StreamOwned<ClientConnection, std::net::TcpStream>) -> Got {
+    d.conn.send_close_notify();
+    d.flush().unwrap();
+    let mut rest = Vec::new();
+    let _ = d.read_to_end(&mut rest);
+    c.read()
+}
+
+#[test]
+fn every_suite_moves_files_byte_exact_both_ways() {
+    let Some(b) = backend() else { return };
+    let proxy = Proxy::spawn(b.addr, |_| {});
+    // Not a multiple of the 16 KiB record size: full records and a short one.
+    let data = random_bytes(1024 * 1024 + 4099, 11);
+    b.write_file("src.bin", &data);
+    let mut c = logged_in(&proxy, &b);
+    for suite in [
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let mut d = start_with(&mut c, "RETR src.bin", suite);
+        assert_eq!(d.conn.negotiated_cipher_suite(), Some(suite));
+        let mut got = Vec::new();
+        d.read_to_end(&mut got)
+            .expect("download ends with close_notify");
+        assert_eq!(c.read().code, 226, "{suite:?}");
+        assert_eq!(
+            sha256_bytes(&got),
+            sha256_bytes(&data),
+            "{suite:?} download"
+        );
+
+        let mut d = start_with(&mut c, "STOR dst.bin", suite);
+        d.write_all(&data).unwrap();
+        assert_eq!(finish_upload(&mut c, d).code, 226, "{suite:?}");
+        let stored = std::fs::read(b.root.join("dst.bin")).unwrap();
+        assert_eq!(
+            sha256_bytes(&stored),
+            sha256_bytes(&data),
+            "{suite:?} upload"
+        );
+    }
+}
+
+#[test]
+fn client_key_updates_mid_upload_are_followed() {
+    let Some(b) = backend() else { return };
+    let proxy = Proxy::spawn(b.addr, |_| {});
+    let data = random_bytes(2 * 1024 * 1024, 12);
+    let mut c = logged_in(&proxy, &b);
+    for suite in [
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+    ] {
+        let mut d = start_with(&mut c, "STOR keyed.bin", suite);
+        for chunk in data.chunks(300 * 1024) {
+            d.write_all(chunk).unwrap();
+            // rustls asks the peer to update too: ftpsgate must answer.
+            d.conn.refresh_traffic_keys().unwrap();
+        }
+        let fin = finish_upload(&mut c, d);
+        assert_eq!(fin.code, 226, "{suite:?}: {fin:?}");
+        let stored = std::fs::read(b.root.join("keyed.bin")).unwrap();
+        assert_eq!(sha256_bytes(&stored), sha256_bytes(&data), "{suite:?}");
+    }
+    let transfers = proxy.events.transfers(2);
+    assert!(
+        transfers.iter().all(|t| t.bytes == data.len() as u64),
+        "{transfers:?}"
+    );
+}
+
+#[test]
+fn a_forged_record_fails_the_upload_and_the_backend_is_told_to_abort() {
+    let Some(b) = backend() else { return };
+    let proxy = Proxy::spawn(b.addr, |_| {});
+    let mut c = logged_in(&proxy, &b);
+    let mut d = start_with(&mut c, "STOR forged.bin", cs::TLS13_AES_128_GCM_SHA256);
+    d.write_all(&random_bytes(64 * 1024, 13)).unwrap();
+    d.flush().unwrap();
+    // An application-data record that no key sealed.
+    let mut forged = vec![23, 3, 3, 0, 64];
+    forged.extend(random_bytes(64, 14));
+    d.sock.write_all(&forged).unwrap();
+    let fin = c.read();
+    assert_eq!(fin.code, 426, "{fin:?}");
+    assert!(
+        fin.text().contains("TLS record failed authentication"),
+        "{fin:?}"
+    );
+    assert_eq!(c.cmd("NOOP").code, 200, "session usable");
+    assert!(
+        b.commands().iter().any(|l| l.contains("ABOR")),
+        "backend told to abort"
+    );
+}
