@@ -85,6 +85,11 @@ fn proxy_header() {
     replay("proxy_header");
 }
 
+#[test]
+fn record() {
+    replay("record");
+}
+
 /// Every corpus directory belongs to a target the replay knows (and each
 /// target has a `#[test]` above).
 #[test]

@@ -17,6 +17,7 @@ pub mod command;
 pub mod config;
 pub mod line;
 pub mod proxy_header;
+pub mod record;
 pub mod reply;
 pub mod session;
 
@@ -34,6 +35,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("config", config::run),
     ("session", session::run),
     ("proxy_header", proxy_header::run),
+    ("record", record::run),
 ];
 
 /// Reads structured choices from fuzz bytes; past the end it yields zeros

@@ -208,3 +208,13 @@ for h in [v2(1, 0x11, ip4), v2(1, 0x21, ip6), v2(1, 0x21, mapped), v2(0, 0x00, b
           v2(1, 0x11, ip4[:8]), v2(1, 0x11, ip4)[:-1], v2(1, 0x11, ip4) + b"x", v2(2, 0x11, ip4)]:
     save("proxy_header", h)
 
+
+# --- record: byte 0 = framing (bit 1: TLS 1.2, bit 0: ChaCha20) | 0x80 sealed mode;
+# sealed: u16 flip offset/bit, then messages (pick byte: 0 KeyUpdate/app data, 1 app data, 2 alert; length byte; payload).
+for kind in range(4):
+    save("record", bytes([kind]) + bytes([23, 3, 3, 0, 40]) + bytes(40))
+    save("record", bytes([kind]) + bytes([23, 3, 3, 0xff, 0xff]))
+    save("record", bytes([kind]) + bytes([20, 3, 3, 0, 1, 1]))
+    save("record", bytes([kind | 0x80]) + struct.pack(">H", 3) + b"\x01\x05hello" + b"\x02\x02\x01\x00")
+    save("record", bytes([kind | 0x80]) + struct.pack(">H", 0xe004) + b"\x01\x00" + b"\x00\x00" + b"\x01\xff" + bytes(range(255)) + b"\x00\x03abc")
+    save("record", bytes([kind | 0x80]) + struct.pack(">H", 0x2001) + b"\x02\x02\x01\x5a" + b"\x01\x10" + b"x" * 16)

@@ -2,11 +2,14 @@
 //! [`connect`]: peer-checked accepts, connects from the control source
 //! address, the data TLS handshake), what one transfer is ([`transfer`]: a
 //! value that owns both legs, runs the relay and reports its outcome), and
-//! how its bytes move ([`relay`]: TLS on the client leg, close_notify and
-//! half-close semantics mapped onto the plaintext backend leg).
+//! how its bytes move ([`relay`]: close_notify and half-close semantics
+//! mapped onto the plaintext backend leg; [`sealed`]: the TLS client leg on
+//! ftpsgate's own record layer, [`record`] and [`rekey`], once rustls has
+//! made the handshake).
 
 pub mod connect;
 pub mod ports;
+mod pump;
 pub mod rate;
 pub mod record;
 pub mod rekey;

@@ -11,35 +11,28 @@
 //! truncation: in strict mode the backend leg is *not* half-closed; it is
 //! handed back so the driver can ABOR the backend first and then reset it.
 //!
-//! One buffer per transfer, no per-chunk allocation, no per-chunk timer: a
-//! stall watchdog checks a byte counter instead, and TCP_NOTSENT_LOWAT makes
-//! that counter move at the receiving peer's pace.
+//! Plaintext (PROT C) legs are pumped here; TLS legs by [`super::sealed`],
+//! with the same end-of-transfer rules. One buffer per transfer, no
+//! per-chunk allocation, no per-chunk timer: a stall watchdog checks a byte
+//! counter instead, and TCP_NOTSENT_LOWAT makes that counter move at the
+//! receiving peer's pace.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::rate::{self, Rate};
+pub use super::pump::Limits;
+use super::pump::{backend_done, watchdog, write_counted, Progress, Verdict, BUF_SIZE};
+use super::rate;
 use super::sealed::ClientStream;
 use super::{DataError, CLOSE_NOTIFY_GRACE};
-use crate::config::UploadEof;
 
-/// Relay buffer size: large reads keep syscalls and TLS records per byte low.
-pub(super) const BUF_SIZE: usize = 256 * 1024;
 /// Unsent bytes a data socket may queue in the kernel before writes wait
 /// (TCP_NOTSENT_LOWAT): bytes in flight are not limited, so throughput is
 /// not, but a write completes at the receiver's pace. Linux wakes a writer
 /// once unsent bytes fall below half of this, so a reader at 800 B/s shows
 /// progress every 40 s or so, far inside the stall timeout.
 const NOTSENT_LOWAT: u32 = 64 * 1024;
-
-/// The backend's verdict on a download (its final reply was 2xx), when awaited.
-pub(super) type Verdict = Option<oneshot::Receiver<bool>>;
 
 /// What the relay did.
 #[derive(Debug)]
@@ -53,19 +46,6 @@ pub struct Outcome {
     pub backend: Option<TcpStream>,
     /// The upload ended without close_notify but was accepted (lenient mode).
     pub lenient_eof: bool,
-}
-
-/// What bounds one transfer.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// No byte moved for this long fails the transfer.
-    pub stall: Duration,
-    /// Bandwidth caps that apply (session, total).
-    pub rates: Vec<Arc<Rate>>,
-    /// An upload past this many bytes is aborted.
-    pub max_upload: Option<u64>,
-    /// Upload ending without close_notify: strict or lenient.
-    pub eof: UploadEof,
 }
 
 /// Moves one transfer's bytes; `upload` is client → backend.
@@ -169,24 +149,6 @@ async fn pump_download(
     Ok(false)
 }
 
-/// The end of a download's backend leg: our FIN, then the backend's verdict.
-pub(super) async fn backend_done(
-    backend: &mut TcpStream,
-    finish: Verdict,
-) -> Result<(), DataError> {
-    // Our FIN first: ProFTPD lingers (TimeoutLinger, 10 s) until the reader
-    // closes before it sends its 226.
-    let _ = backend.shutdown().await;
-    // A backend that dies closes its data socket with a plain FIN, which looks like
-    // the end of the file: close_notify waits for the backend's own verdict.
-    if let Some(finish) = finish {
-        if finish.await != Ok(true) {
-            return Err(DataError::Backend(std::io::ErrorKind::ConnectionAborted));
-        }
-    }
-    Ok(())
-}
-
 /// A plaintext (PROT C) upload: the client's FIN ends it.
 async fn pump_upload(
     client: &mut TcpStream,
@@ -208,73 +170,6 @@ async fn pump_upload(
         write_counted(backend, &buf[..n], moved, true)
             .await
             .map_err(DataError::backend)?
-    }
-}
-
-/// What the stall watchdog looks at (bytes taken by the receiving peer, on
-/// the wire) and what the transfer record reports (payload bytes).
-#[derive(Debug, Default)]
-pub(super) struct Progress {
-    wire: AtomicU64,
-    payload: AtomicU64,
-}
-
-impl Progress {
-    /// `n` more bytes accepted by a receiving socket.
-    pub(super) fn add_wire(&self, n: usize) {
-        self.wire.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// `n` more payload bytes delivered.
-    pub(super) fn add_payload(&self, n: usize) {
-        self.payload.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    /// Payload bytes delivered so far.
-    pub(super) fn payload(&self) -> u64 {
-        self.payload.load(Ordering::Relaxed)
-    }
-}
-
-/// Writes all of `data`, counting every byte as it is accepted (as payload
-/// too when `plain`).
-pub(super) async fn write_counted<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    mut data: &[u8],
-    moved: &Progress,
-    plain: bool,
-) -> std::io::Result<()> {
-    while !data.is_empty() {
-        let n = out.write(data).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        moved.add_wire(n);
-        if plain {
-            moved.add_payload(n);
-        }
-        data = &data[n..];
-    }
-    Ok(())
-}
-
-/// Returns once no byte moved for `stall`.
-async fn watchdog(moved: &Progress, stall: Duration) {
-    let tick = (stall / 4).max(Duration::from_millis(100));
-    let mut last = u64::MAX;
-    let mut quiet = Duration::ZERO;
-    loop {
-        tokio::time::sleep(tick).await;
-        let now = moved.wire.load(Ordering::Relaxed);
-        if now != last {
-            quiet = Duration::ZERO;
-            last = now;
-            continue;
-        }
-        quiet += tick;
-        if quiet >= stall {
-            return;
-        }
     }
 }
 

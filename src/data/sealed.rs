@@ -13,9 +13,9 @@ use rustls::ServerConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::pump::{backend_done, write_counted, Limits, Progress, Verdict, BUF_SIZE};
 use super::record::{self, content, Alert, Opener, RecordError, Sealer, MAX_FRAGMENT, MAX_RECORD};
 use super::rekey::Capture;
-use super::relay::{backend_done, write_counted, Limits, Progress, Verdict};
 use super::{rate, DataError};
 use crate::config::UploadEof;
 
@@ -143,7 +143,7 @@ impl SealedLeg {
         limits: &Limits,
         finish: Verdict,
     ) -> Result<bool, DataError> {
-        let batch = rate::chunk(&limits.rates, super::relay::BUF_SIZE);
+        let batch = rate::chunk(&limits.rates, BUF_SIZE);
         let frag = batch.min(MAX_FRAGMENT);
         let slot = self.sealer.prefix() + frag + self.sealer.suffix();
         let mut buf = vec![0u8; slot * batch.div_ceil(frag)];
