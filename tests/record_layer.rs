@@ -2,7 +2,8 @@
 //! against a real plaintext backend (pyftpdlib), driven by the rustls test
 //! client: every cipher suite ftpsgate offers moves files byte-exact both
 //! ways, a client's TLS 1.3 KeyUpdates mid-upload are followed (and the one
-//! it asks for is sent), and a forged record fails the upload with a 426
+//! it asks for is sent), an upload in thousands of tiny records arrives
+//! intact, and a forged record fails the upload with a 426
 //! naming TLS while the backend is told to abort.
 
 mod support;
@@ -140,4 +141,21 @@ fn a_forged_record_fails_the_upload_and_the_backend_is_told_to_abort() {
         b.commands().iter().any(|l| l.contains("ABOR")),
         "backend told to abort"
     );
+}
+
+#[test]
+fn an_upload_in_tiny_records_is_byte_exact() {
+    let Some(b) = backend() else { return };
+    let proxy = Proxy::spawn(b.addr, |_| {});
+    let data = random_bytes(600 * 1000, 15);
+    let mut c = logged_in(&proxy, &b);
+    let mut d = start_with(&mut c, "STOR tiny.bin", cs::TLS13_AES_128_GCM_SHA256);
+    // One record per write: thousands of 100-byte records per read of the
+    // proxy, more plaintext runs than one writev takes (IOV_MAX).
+    for chunk in data.chunks(100) {
+        d.write_all(chunk).unwrap();
+    }
+    assert_eq!(finish_upload(&mut c, d).code, 226);
+    let stored = std::fs::read(b.root.join("tiny.bin")).unwrap();
+    assert_eq!(sha256_bytes(&stored), sha256_bytes(&data));
 }
