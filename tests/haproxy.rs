@@ -212,7 +212,10 @@ fn through_haproxy_a_passive_port_admits_only_the_sessions_real_client() {
     // The session's own client passes the peer check.
     c.send_raw(b"RETR d.bin\r\n");
     let mut d = c.data_tls(data);
-    assert_eq!(c.read().code, 125);
+    // pyftpdlib says 125 when it has accepted ftpsgate's data connection
+    // before reading RETR, 150 when its event loop sees RETR first.
+    let pre = c.read().code;
+    assert!(pre == 125 || pre == 150, "1xx: {pre}");
     let mut got = Vec::new();
     d.read_to_end(&mut got).unwrap();
     assert_eq!(c.read().code, 226);

@@ -260,8 +260,10 @@ fn data_connections_through_the_balancer_must_name_the_sessions_client() {
     // The session's own client, through the balancer: the transfer runs.
     c.send_raw(b"RETR d.bin\r\n");
     let mut d = c.data_tls(data);
-    // pyftpdlib: 125, the data connection is already open.
-    assert_eq!(c.read().code, 125);
+    // pyftpdlib says 125 when it has accepted ftpsgate's data connection
+    // before reading RETR, 150 when its event loop sees RETR first.
+    let pre = c.read().code;
+    assert!(pre == 125 || pre == 150, "1xx: {pre}");
     let mut got = Vec::new();
     d.read_to_end(&mut got).unwrap();
     assert_eq!(c.read().code, 226);

@@ -97,7 +97,12 @@ pub async fn handshake(tcp: &mut TcpStream, conn: &mut ServerConnection) -> io::
         crate::stream::quickack(tcp);
         let mut rest = &whole[..];
         while !rest.is_empty() {
-            conn.read_tls(&mut rest)?;
+            if conn.read_tls(&mut rest)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS record not taken",
+                ));
+            }
             if let Err(e) = conn.process_new_packets() {
                 // The alert rustls queued goes out before the error does.
                 out.clear();
