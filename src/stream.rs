@@ -97,11 +97,13 @@ pub fn low_latency(tcp: &TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
-/// The TCP stream under a TLS session. While `handshaking`, every read and
-/// write re-arms TCP_QUICKACK (Linux): a client that leaves Nagle on (lftp,
-/// GnuTLS) sends ChangeCipherSpec and Finished as two writes and holds the
-/// second until the first is ACKed, and a delayed ACK costs 40 ms per
-/// handshake, per file. Off after the handshake: no per-chunk syscalls.
+/// The TCP stream under a control connection's TLS session. While
+/// `handshaking`, every read and write re-arms TCP_QUICKACK (Linux): a client
+/// that leaves Nagle on (lftp, GnuTLS) sends ChangeCipherSpec and Finished as
+/// two writes and holds the second until the first is ACKed, and a delayed
+/// ACK costs 40 ms per handshake. Off after the handshake: no per-chunk
+/// syscalls. (Data connections make their handshake in `data::sealed`,
+/// which re-arms it the same way with [`quickack`].)
 #[derive(Debug)]
 pub struct Tcp {
     /// The socket.
