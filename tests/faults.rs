@@ -299,7 +299,7 @@ fn killed_mid_download(backend_data: BackendData) {
     let proxy = Proxy::spawn(b.addr, |s| s.backend_data = backend_data);
     let base = Baseline::take(&proxy);
     {
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let (mut d, _) = c.start("RETR big.bin");
         let mut first = vec![0u8; MIB];
         d.read_exact(&mut first).unwrap();
@@ -373,7 +373,7 @@ fn backend_killed_mid_upload() {
     let proxy = Proxy::spawn(b.addr, |_| {});
     let base = Baseline::take(&proxy);
     let codes = {
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let (mut d, _) = c.start("STOR up.bin");
         let sent = upload_until_refused(&mut d, LEN, || signal(pid, "KILL"));
         assert!(sent < LEN, "every write succeeded after the backend died");
@@ -407,7 +407,7 @@ fn backend_stalled_mid_download() {
     let proxy = Proxy::spawn(b.addr, |s| s.stall_timeout = SHORT);
     let base = Baseline::take(&proxy);
     {
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let (mut d, _) = c.start("RETR big.bin");
         let mut first = vec![0u8; MIB];
         d.read_exact(&mut first).unwrap();
@@ -460,7 +460,7 @@ fn stalled_mid_upload(backend_data: BackendData) {
     let base = Baseline::take(&proxy);
     let sent;
     {
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let (mut d, _) = c.start("STOR up.bin");
         let mut stopped = None;
         sent = upload_until_refused(&mut d, LEN, || {
@@ -782,7 +782,7 @@ fn client_reset_mid_download() {
     let proxy = Proxy::spawn(b.addr, |_| {});
     let base = Baseline::take(&proxy);
     {
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let (mut d, _) = c.start("RETR big.bin");
         let mut first = vec![0u8; MIB];
         d.read_exact(&mut first).unwrap();
@@ -881,7 +881,7 @@ fn client_reset_mid_upload_to_pyftpdlib() {
     let proxy = Proxy::spawn(b.addr, |_| {});
     let base = Baseline::take(&proxy);
     {
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let (mut d, _) = c.start("STOR up.bin");
         d.write_all(&vec![0x3c; LEN / 2]).unwrap();
         d.flush().unwrap();
@@ -988,7 +988,7 @@ fn slow_data_connection(hello: Option<Vec<u8>>) {
     let proxy = Proxy::spawn(b.addr, |s| s.data_timeout = SHORT);
     let base = Baseline::take(&proxy);
     {
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let addr = c.epsv();
         c.send_raw(b"RETR big.bin\r\n");
         let data = connect_from(addr, None);
@@ -1123,7 +1123,7 @@ fn tls_garbage_on_a_data_connection() {
     let proxy = Proxy::spawn(b.addr, |_| {});
     let base = Baseline::take(&proxy);
     {
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let addr = c.epsv();
         c.send_raw(b"RETR big.bin\r\n");
         let mut data = connect_from(addr, None);
@@ -1424,14 +1424,6 @@ fn signal(pid: u32, sig: &str) {
             Some(s) => Err(format!("state {s}")),
         }
     });
-}
-
-fn logged_in(proxy: &Proxy, b: &PyFtpd) -> Client {
-    let (mut c, g) = Client::connect(proxy.addr);
-    assert_eq!(g.code, 220);
-    c.login_secure(&b.user, &b.pass);
-    assert_eq!(c.cmd("TYPE I").code, 200);
-    c
 }
 
 /// The client's control socket.

@@ -11,26 +11,15 @@ use std::time::{Duration, Instant};
 use ftpsgate::data::DataError;
 use ftpsgate::events::TransferResult;
 use support::harness::{Client, Proxy, Scripted};
-use support::tools::{random_bytes, sha256_bytes, tool_available, FtpBackend, PyFtpd};
-
-fn pyftpd() -> Option<PyFtpd> {
-    tool_available("pyftpdlib").then(PyFtpd::start)
-}
-
-fn logged_in(proxy: &Proxy, b: &PyFtpd) -> Client {
-    let (mut c, _) = Client::connect(proxy.addr);
-    c.login_secure(&b.user, &b.pass);
-    assert_eq!(c.cmd("TYPE I").code, 200);
-    c
-}
+use support::tools::{random_bytes, sha256_bytes, FtpBackend, PyFtpd};
 
 #[test]
 fn a_session_rate_cap_paces_downloads_and_uploads() {
-    let Some(b) = pyftpd() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let payload = random_bytes(768 * 1024, 31);
     b.write_file("r.bin", &payload);
     let proxy = Proxy::spawn(b.addr, |s| s.rate_session = Some(256 * 1024));
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let started = Instant::now();
     let (_, got, fin) = c.download("RETR r.bin");
     assert_eq!(
@@ -56,14 +45,14 @@ fn a_session_rate_cap_paces_downloads_and_uploads() {
 
 #[test]
 fn a_total_rate_cap_is_shared_by_concurrent_sessions() {
-    let Some(b) = pyftpd() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let payload = random_bytes(512 * 1024, 32);
     b.write_file("t.bin", &payload);
     let proxy = Proxy::spawn(b.addr, |s| s.rate_total = Some(256 * 1024));
     let started = Instant::now();
     let threads: Vec<_> = (0..2)
         .map(|_| {
-            let mut c = logged_in(&proxy, &b);
+            let mut c = Client::logged_in(proxy.addr, &b);
             let want = sha256_bytes(&payload);
             std::thread::spawn(move || {
                 let (_, got, fin) = c.download("RETR t.bin");
@@ -84,9 +73,9 @@ fn a_total_rate_cap_is_shared_by_concurrent_sessions() {
 
 #[test]
 fn an_upload_over_the_maximum_size_gets_552_and_is_not_kept_complete() {
-    let Some(b) = pyftpd() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let proxy = Proxy::spawn(b.addr, |s| s.max_upload = Some(1024 * 1024));
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let small = random_bytes(512 * 1024, 33);
     let (_, fin) = c.upload("STOR small.bin", &small);
     assert_eq!(fin.code, 226);

@@ -16,7 +16,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use support::harness::Client;
-use support::tools::{random_bytes, sha256_bytes, tool_available, FtpBackend, PyFtpd};
+use support::tools::{random_bytes, sha256_bytes, FtpBackend, PyFtpd};
 
 /// A running `ftpsgate serve --config FILE`, its log lines on a channel.
 struct Gate {
@@ -125,13 +125,6 @@ fn write_config(path: &Path, backend: SocketAddr, extra: &str) {
     .unwrap();
 }
 
-fn logged_in(addr: SocketAddr, b: &PyFtpd) -> Client {
-    let (mut c, _) = Client::connect(addr);
-    c.login_secure(&b.user, &b.pass);
-    assert_eq!(c.cmd("TYPE I").code, 200);
-    c
-}
-
 fn json_records(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -155,7 +148,7 @@ fn wait_lines(path: &Path, n: usize) -> String {
 
 #[test]
 fn sighup_applies_new_policy_to_new_sessions_without_cutting_a_download() {
-    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+    let Some(b) = PyFtpd::available() else {
         return;
     };
     let payload = random_bytes(24 * 1024 * 1024, 61);
@@ -165,7 +158,7 @@ fn sighup_applies_new_policy_to_new_sessions_without_cutting_a_download() {
     let logs = format!("transfer_log: {}\n", xfer.display());
     write_config(&cfg, b.addr, &format!("data_tls: required\n{logs}"));
     let mut gate = Gate::start(&cfg, &[]);
-    let mut a = logged_in(gate.addr, &b);
+    let mut a = Client::logged_in(gate.addr, &b);
     let (mut d, first) = a.start("RETR big.bin");
     assert_eq!(first.code / 100, 1);
     let mut got = vec![0u8; 1 << 20];
@@ -187,7 +180,7 @@ fn sighup_applies_new_policy_to_new_sessions_without_cutting_a_download() {
     assert_eq!(a.cmd("PROT C").code, 200);
     let _ = a.epsv();
     assert_eq!(a.cmd("NLST").code, 522);
-    let mut c = logged_in(gate.addr, &b);
+    let mut c = Client::logged_in(gate.addr, &b);
     assert_eq!(c.cmd("PROT C").code, 200);
     let addr = c.epsv();
     c.send_raw(b"NLST\r\n");
@@ -223,7 +216,7 @@ fn sighup_applies_new_policy_to_new_sessions_without_cutting_a_download() {
 
 #[test]
 fn a_bad_file_on_sighup_is_refused_and_the_old_state_keeps_serving() {
-    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+    let Some(b) = PyFtpd::available() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -241,7 +234,7 @@ fn a_bad_file_on_sighup_is_refused_and_the_old_state_keeps_serving() {
     gate.signal("-HUP");
     let line = gate.wait_log("only after a restart", Duration::from_secs(10));
     assert!(line.contains("listen"), "{line}");
-    logged_in(gate.addr, &b);
+    Client::logged_in(gate.addr, &b);
 }
 
 /// A rustls client verifier that records the certificate it was shown.
@@ -318,7 +311,7 @@ fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
 
 #[test]
 fn renewed_certificate_files_are_served_without_a_signal() {
-    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+    let Some(b) = PyFtpd::available() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -327,7 +320,7 @@ fn renewed_certificate_files_are_served_without_a_signal() {
     let tls = format!("cert: {}\nkey: {}\n", cert.display(), key.display());
     write_config(&cfg, b.addr, &tls);
     let mut gate = Gate::start(&cfg, &[]);
-    let mut c = logged_in(gate.addr, &b);
+    let mut c = Client::logged_in(gate.addr, &b);
     assert_eq!(presented(gate.addr), old);
     let (_, _, new) = write_pair(dir.path(), "new.example");
     gate.wait_log("certificate files changed on disk", Duration::from_secs(20));
@@ -344,7 +337,7 @@ fn renewed_certificate_files_are_served_without_a_signal() {
 
 #[test]
 fn sigterm_drains_then_cuts_running_transfers_each_with_its_record() {
-    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+    let Some(b) = PyFtpd::available() else {
         return;
     };
     b.write_file("big.bin", &random_bytes(32 * 1024 * 1024, 62));
@@ -353,8 +346,8 @@ fn sigterm_drains_then_cuts_running_transfers_each_with_its_record() {
     let extra = format!("shutdown_grace: 1\ntransfer_log: {}\n", xfer.display());
     write_config(&cfg, b.addr, &extra);
     let mut gate = Gate::start(&cfg, &[]);
-    let mut busy = logged_in(gate.addr, &b);
-    let mut idle = logged_in(gate.addr, &b);
+    let mut busy = Client::logged_in(gate.addr, &b);
+    let mut idle = Client::logged_in(gate.addr, &b);
     let (mut d, _) = busy.start("RETR big.bin");
     let mut chunk = vec![0u8; 64 * 1024];
     d.read_exact(&mut chunk).unwrap(); // then stop reading: the transfer stays open
@@ -385,7 +378,7 @@ fn sigterm_drains_then_cuts_running_transfers_each_with_its_record() {
 
 #[test]
 fn a_second_sigterm_stops_at_once() {
-    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+    let Some(b) = PyFtpd::available() else {
         return;
     };
     b.write_file("big.bin", &random_bytes(32 * 1024 * 1024, 63));
@@ -393,7 +386,7 @@ fn a_second_sigterm_stops_at_once() {
     let cfg = dir.path().join("f.yaml");
     write_config(&cfg, b.addr, "shutdown_grace: 300\n");
     let mut gate = Gate::start(&cfg, &[]);
-    let mut busy = logged_in(gate.addr, &b);
+    let mut busy = Client::logged_in(gate.addr, &b);
     let (mut d, _) = busy.start("RETR big.bin");
     let mut chunk = vec![0u8; 64 * 1024];
     d.read_exact(&mut chunk).unwrap();
@@ -408,7 +401,7 @@ fn a_second_sigterm_stops_at_once() {
 
 #[test]
 fn sighup_and_sigusr1_reopen_the_xferlog() {
-    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+    let Some(b) = PyFtpd::available() else {
         return;
     };
     b.write_file("a b.bin", &random_bytes(1000, 64));
@@ -420,7 +413,7 @@ fn sighup_and_sigusr1_reopen_the_xferlog() {
     );
     write_config(&cfg, b.addr, &extra);
     let mut gate = Gate::start(&cfg, &[]);
-    let mut c = logged_in(gate.addr, &b);
+    let mut c = Client::logged_in(gate.addr, &b);
     assert_eq!(c.download("RETR a b.bin").2.code, 226);
     let first = wait_lines(&xfer, 1);
     let fields: Vec<&str> = first.split_whitespace().collect();
@@ -456,7 +449,7 @@ fn sighup_and_sigusr1_reopen_the_xferlog() {
 
 #[test]
 fn systemd_hears_ready_reloading_and_stopping() {
-    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+    let Some(b) = PyFtpd::available() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -488,7 +481,7 @@ fn systemd_hears_ready_reloading_and_stopping() {
 #[test]
 fn journald_lines_carry_syslog_priorities_and_json_lines_parse() {
     use std::os::unix::fs::MetadataExt;
-    let Some(b) = tool_available("pyftpdlib").then(PyFtpd::start) else {
+    let Some(b) = PyFtpd::available() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -1,10 +1,11 @@
 //! The data path's own TLS record layer (src/data/record.rs, issue 11)
 //! against a real plaintext backend (pyftpdlib), driven by the rustls test
 //! client: every cipher suite ftpsgate offers moves files byte-exact both
-//! ways, a client's TLS 1.3 KeyUpdates mid-upload are followed (and the one
-//! it asks for is sent), an upload in thousands of tiny records arrives
-//! intact, and a forged record fails the upload with a 426
-//! naming TLS while the backend is told to abort.
+//! ways, a client's TLS 1.3 KeyUpdates mid-upload are followed (the upload
+//! ends with a clean close_notify), an upload in thousands of tiny records
+//! arrives intact, and a forged record fails the upload with a 426 naming
+//! TLS while the backend is told to abort. That ftpsgate's own KeyUpdate is
+//! one a client follows is checked against rustls in `src/data/record_tests.rs`.
 
 mod support;
 
@@ -13,19 +14,7 @@ use std::io::{Read, Write};
 use rustls::crypto::aws_lc_rs::cipher_suite as cs;
 use rustls::{ClientConnection, StreamOwned};
 use support::harness::{client_config_suite, Client, Got, Proxy};
-use support::tools::{random_bytes, sha256_bytes, tool_available, FtpBackend, PyFtpd};
-
-fn backend() -> Option<PyFtpd> {
-    tool_available("pyftpdlib").then(PyFtpd::start)
-}
-
-fn logged_in(proxy: &Proxy, b: &PyFtpd) -> Client {
-    let (mut c, g) = Client::connect(proxy.addr);
-    assert_eq!(g.code, 220);
-    c.login_secure(&b.user, &b.pass);
-    assert_eq!(c.cmd("TYPE I").code, 200);
-    c
-}
+use support::tools::{random_bytes, sha256_bytes, FtpBackend, PyFtpd};
 
 /// EPSV, `verb_line`, a data connection offering only `suite`, the 1xx.
 fn start_with(
@@ -41,23 +30,26 @@ fn start_with(
     data
 }
 
-/// Writes `data`, close_notify, reads to the end; returns the final reply.
+/// Sends close_notify and reads ftpsgate's (under whatever key it is on
+/// by now); returns the final reply.
 fn finish_upload(c: &mut Client, mut d: StreamOwned<ClientConnection, std::net::TcpStream>) -> Got {
     d.conn.send_close_notify();
     d.flush().unwrap();
     let mut rest = Vec::new();
-    let _ = d.read_to_end(&mut rest);
+    d.read_to_end(&mut rest)
+        .expect("ftpsgate answers close_notify with its own");
+    assert!(rest.is_empty());
     c.read()
 }
 
 #[test]
 fn every_suite_moves_files_byte_exact_both_ways() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let proxy = Proxy::spawn(b.addr, |_| {});
     // Not a multiple of the 16 KiB record size: full records and a short one.
     let data = random_bytes(1024 * 1024 + 4099, 11);
     b.write_file("src.bin", &data);
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     for suite in [
         cs::TLS13_AES_128_GCM_SHA256,
         cs::TLS13_AES_256_GCM_SHA384,
@@ -92,10 +84,10 @@ fn every_suite_moves_files_byte_exact_both_ways() {
 
 #[test]
 fn client_key_updates_mid_upload_are_followed() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let proxy = Proxy::spawn(b.addr, |_| {});
     let data = random_bytes(2 * 1024 * 1024, 12);
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     for suite in [
         cs::TLS13_AES_256_GCM_SHA384,
         cs::TLS13_CHACHA20_POLY1305_SHA256,
@@ -120,9 +112,9 @@ fn client_key_updates_mid_upload_are_followed() {
 
 #[test]
 fn a_forged_record_fails_the_upload_and_the_backend_is_told_to_abort() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let proxy = Proxy::spawn(b.addr, |_| {});
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let mut d = start_with(&mut c, "STOR forged.bin", cs::TLS13_AES_128_GCM_SHA256);
     d.write_all(&random_bytes(64 * 1024, 13)).unwrap();
     d.flush().unwrap();
@@ -145,13 +137,13 @@ fn a_forged_record_fails_the_upload_and_the_backend_is_told_to_abort() {
 
 #[test]
 fn an_upload_in_tiny_records_is_byte_exact() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let proxy = Proxy::spawn(b.addr, |_| {});
     let data = random_bytes(600 * 1000, 15);
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let mut d = start_with(&mut c, "STOR tiny.bin", cs::TLS13_AES_128_GCM_SHA256);
-    // One record per write: thousands of 100-byte records per read of the
-    // proxy, more plaintext runs than one writev takes (IOV_MAX).
+    // One record per write: 6,000 records of 100 bytes, many of them in one
+    // read of the proxy, each a plaintext run of its own in the writev.
     for chunk in data.chunks(100) {
         d.write_all(chunk).unwrap();
     }

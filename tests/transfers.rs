@@ -16,26 +16,14 @@ use support::tools::{
     random_bytes, sha256_bytes, tool_available, FtpBackend, PyFtpd, PyFtpdOptions,
 };
 
-fn backend() -> Option<PyFtpd> {
-    tool_available("pyftpdlib").then(PyFtpd::start)
-}
-
-fn logged_in(proxy: &Proxy, b: &PyFtpd) -> Client {
-    let (mut c, g) = Client::connect(proxy.addr);
-    assert_eq!(g.code, 220);
-    c.login_secure(&b.user, &b.pass);
-    assert_eq!(c.cmd("TYPE I").code, 200);
-    c
-}
-
 #[test]
 fn download_upload_list_byte_exact() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let proxy = Proxy::spawn(b.addr, |_| {});
     let data = random_bytes(3 * 1024 * 1024 + 17, 7);
     b.write_file("big.bin", &data);
     b.write_file("empty.bin", b"");
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
 
     let (pre, got, fin) = c.download("RETR big.bin");
     assert_eq!(pre.code / 100, 1);
@@ -93,7 +81,7 @@ fn pasv_backend_without_epsv_and_foreign_pasv_addresses() {
         let b = PyFtpd::start_with(opts.clone());
         let proxy = Proxy::spawn(b.addr, |_| {});
         b.write_file("f.bin", b"hello through a legacy server");
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let (_, got, fin) = c.download("RETR f.bin");
         assert_eq!(
             (fin.code, got.as_slice()),
@@ -105,11 +93,11 @@ fn pasv_backend_without_epsv_and_foreign_pasv_addresses() {
 
 #[test]
 fn truncated_upload_is_aborted_in_strict_mode_and_accepted_in_lenient_mode() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let data = random_bytes(256 * 1024, 3);
     for (mode, want) in [(UploadEof::Strict, 426), (UploadEof::Lenient, 226)] {
         let proxy = Proxy::spawn(b.addr, |s| s.upload_eof = mode);
-        let mut c = logged_in(&proxy, &b);
+        let mut c = Client::logged_in(proxy.addr, &b);
         let (mut d, _) = c.start("STOR cut.bin");
         d.write_all(&data).unwrap();
         d.flush().unwrap();
@@ -135,10 +123,10 @@ fn truncated_upload_is_aborted_in_strict_mode_and_accepted_in_lenient_mode() {
 
 #[test]
 fn abor_during_a_large_download() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     b.write_file("huge.bin", &random_bytes(64 * 1024 * 1024, 9));
     let proxy = Proxy::spawn(b.addr, |_| {});
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let (mut d, _) = c.start("RETR huge.bin");
     let mut buf = vec![0u8; 64 * 1024];
     d.read_exact(&mut buf).unwrap();
@@ -154,11 +142,11 @@ fn abor_during_a_large_download() {
 
 #[test]
 fn rest_reaches_the_backend_right_before_retr() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let data = random_bytes(10_000, 1);
     b.write_file("r.bin", &data);
     let proxy = Proxy::spawn(b.addr, |_| {});
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let addr = c.epsv();
     assert_eq!(c.cmd("REST 1000").code, 350);
     c.send_raw(b"RETR r.bin\r\n");
@@ -175,10 +163,10 @@ fn rest_reaches_the_backend_right_before_retr() {
 
 #[test]
 fn stat_and_noop_during_a_transfer_stay_in_order() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     b.write_file("m.bin", &random_bytes(8 * 1024 * 1024, 2));
     let proxy = Proxy::spawn(b.addr, |_| {});
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let (mut d, _) = c.start("RETR m.bin");
     c.send_raw(b"NOOP\r\nSTAT\r\n");
     let mut got = Vec::new();
@@ -192,10 +180,10 @@ fn stat_and_noop_during_a_transfer_stay_in_order() {
 
 #[test]
 fn passive_connection_from_another_address_is_refused() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     b.write_file("p.bin", b"payload");
     let proxy = Proxy::spawn(b.addr, |_| {});
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let addr = c.epsv();
     // An attacker on 127.0.0.2 connects first: dropped, and the real client still succeeds.
     let mut thief = socket_from(lo(2), addr);
@@ -227,10 +215,10 @@ fn socket_from(from: std::net::IpAddr, to: SocketAddr) -> TcpStream {
 
 #[test]
 fn port_to_another_host_is_refused_and_own_address_works() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     b.write_file("a.bin", b"active payload");
     let proxy = Proxy::spawn(b.addr, |_| {});
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     assert_eq!(c.cmd("PORT 127,0,0,3,200,0").code, 500);
     assert_eq!(c.cmd("EPRT |1|127.0.0.2|40000|").code, 500);
     assert!(!b
@@ -254,10 +242,10 @@ fn port_to_another_host_is_refused_and_own_address_works() {
 
 #[test]
 fn client_that_never_connects_gets_425_and_backend_transfer_is_aborted() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     b.write_file("n.bin", &random_bytes(4 * 1024 * 1024, 5));
     let proxy = Proxy::spawn(b.addr, |s| s.data_timeout = Duration::from_secs(1));
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let _addr = c.epsv();
     c.send_raw(b"RETR n.bin\r\n");
     assert_eq!(c.read().code / 100, 1);
@@ -268,18 +256,18 @@ fn client_that_never_connects_gets_425_and_backend_transfer_is_aborted() {
 
 #[test]
 fn session_reuse_required() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     b.write_file("s.bin", b"resumed");
     let proxy = Proxy::spawn(b.addr, |s| {
         s.require_session_reuse = ftpsgate::config::Reuse::Required
     });
     // The harness client shares its session cache between control and data: resumes.
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let (_, got, fin) = c.download("RETR s.bin");
     assert_eq!((fin.code, got.as_slice()), (226, &b"resumed"[..]));
 
     // A data connection with a fresh TLS config cannot resume: 522 after the 150.
-    let mut c2 = logged_in(&proxy, &b);
+    let mut c2 = Client::logged_in(proxy.addr, &b);
     let addr = c2.epsv();
     c2.send_raw(b"RETR s.bin\r\n");
     let fresh = support::harness::client_config();
@@ -297,7 +285,7 @@ fn session_reuse_required() {
     // A sibling control session of the same user from the same address may
     // present c's session (clients with parallel control connections share one
     // cache: docs/session-reuse.md).
-    let mut c3 = logged_in(&proxy, &b);
+    let mut c3 = Client::logged_in(proxy.addr, &b);
     let addr = c3.epsv();
     c3.send_raw(b"RETR s.bin\r\n");
     let mut d = c3.data_tls_with(addr, c.tls.clone()); // c's cache, c3's transfer
@@ -324,12 +312,12 @@ fn session_reuse_required() {
 
 #[test]
 fn prot_c_and_prot_p_switch_per_transfer_when_data_tls_is_optional() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     b.write_file("c.txt", b"clear or private");
     let proxy = Proxy::spawn(b.addr, |s| {
         s.data_tls = ftpsgate::config::Requirement::Optional
     });
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     assert_eq!(c.cmd("PROT C").code, 200);
     let addr = c.epsv();
     c.send_raw(b"RETR c.txt\r\n");
@@ -346,7 +334,7 @@ fn prot_c_and_prot_p_switch_per_transfer_when_data_tls_is_optional() {
 
 #[test]
 fn twenty_concurrent_sessions_with_parallel_transfers() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     let data = random_bytes(2 * 1024 * 1024, 11);
     b.write_file("par.bin", &data);
     let proxy = Proxy::spawn(b.addr, |_| {});
@@ -374,11 +362,11 @@ fn twenty_concurrent_sessions_with_parallel_transfers() {
 
 #[test]
 fn abor_before_the_client_connects_is_answered_at_once() {
-    let Some(b) = backend() else { return };
+    let Some(b) = PyFtpd::available() else { return };
     b.write_file("q.bin", &random_bytes(4 * 1024 * 1024, 12));
     // A data timeout longer than the client's read timeout: waiting for it would fail the test.
     let proxy = Proxy::spawn(b.addr, |s| s.data_timeout = Duration::from_secs(300));
-    let mut c = logged_in(&proxy, &b);
+    let mut c = Client::logged_in(proxy.addr, &b);
     let _addr = c.epsv();
     c.send_raw(b"RETR q.bin\r\n");
     assert_eq!(c.read().code / 100, 1);

@@ -21,6 +21,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 use tokio_util::sync::CancellationToken;
 
+use super::tools::PyFtpd;
+
 /// A running in-process proxy.
 pub struct Proxy {
     /// Explicit listener address.
@@ -242,8 +244,12 @@ impl ServerCertVerifier for AnyCert {
 
 /// A client TLS configuration that trusts any certificate (tests only).
 pub fn client_config() -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = ClientConfig::builder_with_provider(provider)
+    any_cert_config(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A client configuration with `provider` that trusts any certificate.
+fn any_cert_config(provider: rustls::crypto::CryptoProvider) -> Arc<ClientConfig> {
+    let cfg = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
@@ -450,6 +456,16 @@ impl Client {
         assert_eq!(self.cmd(&format!("PASS {pass}")).code, 230);
         assert_eq!(self.cmd("PBSZ 0").code, 200);
         assert_eq!(self.cmd("PROT P").code, 200);
+    }
+
+    /// Connects to `addr`, expects 220, logs in securely as `b`'s user and
+    /// sets TYPE I: the start of most data-path tests.
+    pub fn logged_in(addr: SocketAddr, b: &PyFtpd) -> Client {
+        let (mut c, g) = Client::connect(addr);
+        assert_eq!(g.code, 220);
+        c.login_secure(&b.user, &b.pass);
+        assert_eq!(c.cmd("TYPE I").code, 200);
+        c
     }
 
     /// EPSV and the data address it names.
@@ -700,17 +716,10 @@ pub fn client_config_with(store: Arc<CountingStore>, tls12_only: bool) -> Arc<Cl
 
 /// A client config offering only `suite` (and so only its TLS version).
 pub fn client_config_suite(suite: rustls::SupportedCipherSuite) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::CryptoProvider {
+    any_cert_config(rustls::crypto::CryptoProvider {
         cipher_suites: vec![suite],
         ..rustls::crypto::aws_lc_rs::default_provider()
-    });
-    let cfg = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert))
-        .with_no_client_auth();
-    Arc::new(cfg)
+    })
 }
 
 /// A client config presenting `chain`/`key` as its client certificate.

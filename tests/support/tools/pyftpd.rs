@@ -6,7 +6,7 @@ use std::io;
 
 use super::process::Launch;
 use super::server::{Daemon, Files, FtpServer, Serving};
-use super::{python, support_dir, PASS, USER};
+use super::{python, support_dir, tool_available, PASS, USER};
 
 /// pyftpdlib plaintext backend: user `alice`/`secret`, every received line
 /// logged (before it is processed, so once a client has seen a reply the
@@ -76,6 +76,12 @@ impl Daemon for Pyftpdlib {
 }
 
 impl PyFtpd {
+    /// Started with default options when pyftpdlib is installed; `None`
+    /// (a loud skip, or a failure under CI) otherwise: see [`tool_available`].
+    pub fn available() -> Option<Self> {
+        tool_available("pyftpdlib").then(Self::start)
+    }
+
     /// Starts with default options. Panics if it cannot start.
     pub fn start() -> Self {
         Self::start_with(PyFtpdOptions::default())
