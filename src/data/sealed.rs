@@ -306,7 +306,11 @@ impl SealedLeg {
     }
 }
 
-/// One `readv` from `from` into the payload windows of the record slots.
+/// Record slots per download batch: [`BUF_SIZE`] of payload in full records.
+const SLOTS: usize = BUF_SIZE / MAX_FRAGMENT;
+
+/// One `readv` from `from` into the payload windows of the record slots
+/// (at most [`SLOTS`]; the batch buffer never has more).
 async fn read_slots(
     from: &TcpStream,
     buf: &mut [u8],
@@ -316,11 +320,14 @@ async fn read_slots(
 ) -> io::Result<usize> {
     loop {
         from.readable().await?;
-        let mut windows: Vec<IoSliceMut<'_>> = buf
-            .chunks_mut(slot)
-            .map(|s| IoSliceMut::new(&mut s[prefix..prefix + frag]))
-            .collect();
-        match from.try_read_vectored(&mut windows) {
+        let mut windows: [IoSliceMut<'_>; SLOTS] =
+            std::array::from_fn(|_| IoSliceMut::new(&mut []));
+        let mut used = 0;
+        for (w, s) in windows.iter_mut().zip(buf.chunks_mut(slot)) {
+            *w = IoSliceMut::new(&mut s[prefix..prefix + frag]);
+            used += 1;
+        }
+        match from.try_read_vectored(&mut windows[..used]) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             r => return r,
         }
@@ -338,6 +345,9 @@ async fn read_some(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Plaintext runs per `writev` (the kernel takes up to IOV_MAX, 1024).
+const RUNS_PER_WRITE: usize = 64;
+
 /// Writes the plaintext runs, `writev` at a time, counting what is accepted.
 async fn write_runs(
     out: &mut TcpStream,
@@ -345,15 +355,20 @@ async fn write_runs(
     runs: &[Range<usize>],
     moved: &Progress,
 ) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = runs.iter().map(|r| IoSlice::new(&buf[r.clone()])).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = out.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+    for group in runs.chunks(RUNS_PER_WRITE) {
+        let mut slices: [IoSlice<'_>; RUNS_PER_WRITE] = std::array::from_fn(|_| IoSlice::new(&[]));
+        for (s, r) in slices.iter_mut().zip(group) {
+            *s = IoSlice::new(&buf[r.clone()]);
         }
-        moved.add_wire(n);
-        IoSlice::advance_slices(&mut rest, n);
+        let mut rest = &mut slices[..group.len()];
+        while !rest.is_empty() {
+            let n = out.write_vectored(rest).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            moved.add_wire(n);
+            IoSlice::advance_slices(&mut rest, n);
+        }
     }
     Ok(())
 }
