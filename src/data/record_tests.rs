@@ -267,11 +267,10 @@ fn records_before_the_handshake_type_are_refused_under_tls13() {
 
 #[test]
 fn tls12_sealing_stops_at_the_confidentiality_limit() {
-    let (_, s, k) = pair(SUITES[3]);
+    let (_, s, _) = pair(SUITES[3]);
     let limit = s.dangerous_extract_secrets().unwrap().tx.0 + 2;
-    let (_, s, k2) = pair(SUITES[3]);
-    drop(k);
-    let (mut sealer, _) = take(s, limit, &k2);
+    let (_, s, k) = pair(SUITES[3]);
+    let (mut sealer, _) = take(s, limit, &k);
     let mut rec = vec![0u8; 64];
     sealer.seal(content::APPLICATION_DATA, &mut rec, 1).unwrap();
     sealer.seal(content::APPLICATION_DATA, &mut rec, 1).unwrap();
