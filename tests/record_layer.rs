@@ -1,11 +1,12 @@
 //! The data path's own TLS record layer (src/data/record.rs, issue 11)
 //! against a real plaintext backend (pyftpdlib), driven by the rustls test
 //! client: every cipher suite ftpsgate offers moves files byte-exact both
-//! ways, a client's TLS 1.3 KeyUpdates mid-upload are followed (the upload
-//! ends with a clean close_notify), an upload in thousands of tiny records
+//! ways, a client's TLS 1.3 KeyUpdates mid-upload are followed and answered, an upload in thousands of tiny records
 //! arrives intact, and a forged record fails the upload with a 426 naming
-//! TLS while the backend is told to abort. That ftpsgate's own KeyUpdate is
-//! one a client follows is checked against rustls in `src/data/record_tests.rs`.
+//! TLS while the backend is told to abort. The uploads read ftpsgate's
+//! records raw: a KeyUpdate the client asks for is answered, and rustls opens
+//! ftpsgate's close_notify under the updated key. Every other property of
+//! ftpsgate's KeyUpdate is checked against rustls in `src/data/record_tests.rs`.
 
 mod support;
 
@@ -30,16 +31,58 @@ fn start_with(
     data
 }
 
-/// Sends close_notify and reads ftpsgate's (under whatever key it is on
-/// by now); returns the final reply.
-fn finish_upload(c: &mut Client, mut d: StreamOwned<ClientConnection, std::net::TcpStream>) -> Got {
+/// TLS 1.3 record lengths (header excluded) of what ftpsgate sends after the
+/// handshake of an upload: a KeyUpdate (4-byte header, 1-byte body, inner
+/// type, 16-byte tag) and a close_notify alert (2 bytes, type, tag).
+const KEY_UPDATE_LEN: usize = 4 + 1 + 1 + 16;
+const CLOSE_NOTIFY_LEN: usize = 2 + 1 + 16;
+
+/// Sends close_notify, reads everything ftpsgate sent on the data connection
+/// raw (an upload's client reads nothing before this), then has rustls open
+/// it: ftpsgate's close_notify must be found under whatever key ftpsgate is on
+/// by now. Returns the final reply and the lengths of ftpsgate's records.
+fn finish_upload_records(
+    c: &mut Client,
+    mut d: StreamOwned<ClientConnection, std::net::TcpStream>,
+) -> (Got, Vec<usize>) {
     d.conn.send_close_notify();
     d.flush().unwrap();
-    let mut rest = Vec::new();
-    d.read_to_end(&mut rest)
+    let mut raw = Vec::new();
+    d.sock
+        .read_to_end(&mut raw)
+        .expect("ftpsgate closes the data connection");
+    let mut lengths = Vec::new();
+    let mut rest = &raw[..];
+    while rest.len() >= 5 {
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        lengths.push(len);
+        rest = &rest[(5 + len).min(rest.len())..];
+    }
+    let mut input = &raw[..];
+    while !input.is_empty() {
+        d.conn.read_tls(&mut input).unwrap();
+        d.conn
+            .process_new_packets()
+            .expect("ftpsgate's records open");
+    }
+    let mut plain = Vec::new();
+    d.conn
+        .reader()
+        .read_to_end(&mut plain)
         .expect("ftpsgate answers close_notify with its own");
-    assert!(rest.is_empty());
-    c.read()
+    assert!(plain.is_empty());
+    (c.read(), lengths)
+}
+
+/// [`finish_upload_records`] where ftpsgate was asked for no KeyUpdate: only
+/// its close_notify follows the handshake.
+fn finish_upload(c: &mut Client, d: StreamOwned<ClientConnection, std::net::TcpStream>) -> Got {
+    let tls13 = d.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+    let (fin, lengths) = finish_upload_records(c, d);
+    if tls13 {
+        assert_eq!(lengths, [CLOSE_NOTIFY_LEN], "{fin:?}");
+    }
+    fin
 }
 
 #[test]
@@ -98,8 +141,17 @@ fn client_key_updates_mid_upload_are_followed() {
             // rustls asks the peer to update too: ftpsgate must answer.
             d.conn.refresh_traffic_keys().unwrap();
         }
-        let fin = finish_upload(&mut c, d);
+        let (fin, lengths) = finish_upload_records(&mut c, d);
         assert_eq!(fin.code, 226, "{suite:?}: {fin:?}");
+        // ftpsgate answered (one KeyUpdate per batch it read, however many
+        // requests the batch held), then closed under its newest key.
+        let (last, answers) = lengths.split_last().unwrap();
+        assert_eq!(*last, CLOSE_NOTIFY_LEN, "{suite:?}: {lengths:?}");
+        assert!(!answers.is_empty(), "{suite:?}: no KeyUpdate answered");
+        assert!(
+            answers.iter().all(|&l| l == KEY_UPDATE_LEN),
+            "{suite:?}: {lengths:?}"
+        );
         let stored = std::fs::read(b.root.join("keyed.bin")).unwrap();
         assert_eq!(sha256_bytes(&stored), sha256_bytes(&data), "{suite:?}");
     }

@@ -95,12 +95,20 @@ struct Keys {
     secret: Option<Secret>,
 }
 
-/// The AEAD of the extracted secrets.
-fn algorithm(secrets: &ConnectionTrafficSecrets) -> Result<&'static Algorithm, RecordError> {
+/// The AEAD of the extracted secrets, with their key and iv.
+fn parts(
+    secrets: &ConnectionTrafficSecrets,
+) -> Result<(&'static Algorithm, &[u8], &[u8]), RecordError> {
     match secrets {
-        ConnectionTrafficSecrets::Aes128Gcm { .. } => Ok(&AES_128_GCM),
-        ConnectionTrafficSecrets::Aes256Gcm { .. } => Ok(&AES_256_GCM),
-        ConnectionTrafficSecrets::Chacha20Poly1305 { .. } => Ok(&CHACHA20_POLY1305),
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+            Ok((&AES_128_GCM, key.as_ref(), iv.as_ref()))
+        }
+        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+            Ok((&AES_256_GCM, key.as_ref(), iv.as_ref()))
+        }
+        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+            Ok((&CHACHA20_POLY1305, key.as_ref(), iv.as_ref()))
+        }
         _ => Err(RecordError::Unsupported),
     }
 }
@@ -111,20 +119,11 @@ impl Keys {
         limit: u64,
         secret: Option<Secret>,
     ) -> Result<Keys, RecordError> {
-        let alg = algorithm(&secrets)?;
-        let (ConnectionTrafficSecrets::Aes128Gcm { key, iv }
-        | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
-        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv }) = &secrets
-        else {
-            return Err(RecordError::Unsupported);
-        };
-        let unbound = UnboundKey::new(alg, key.as_ref()).map_err(|_| RecordError::Unsupported)?;
+        let (alg, key, iv) = parts(&secrets)?;
+        let unbound = UnboundKey::new(alg, key).map_err(|_| RecordError::Unsupported)?;
         Ok(Keys {
             key: LessSafeKey::new(unbound),
-            iv: iv
-                .as_ref()
-                .try_into()
-                .map_err(|_| RecordError::Unsupported)?,
+            iv: iv.try_into().map_err(|_| RecordError::Unsupported)?,
             seq,
             limit,
             secret,
@@ -184,7 +183,7 @@ pub fn take_over(
         _ => return Err(RecordError::Unsupported),
     };
     let (client, server) = match framing {
-        Framing::Tls13 => capture.take(algorithm(&secrets.tx.1)?).unzip(),
+        Framing::Tls13 => capture.take(parts(&secrets.tx.1)?.0).unzip(),
         Framing::Tls12Gcm | Framing::Tls12Chacha => (None, None),
     };
     let sealer = Sealer {
