@@ -1,12 +1,13 @@
 //! The data path's own TLS record layer (src/data/record.rs, issue 11)
 //! against a real plaintext backend (pyftpdlib), driven by the rustls test
 //! client: every cipher suite ftpsgate offers moves files byte-exact both
-//! ways, a client's TLS 1.3 KeyUpdates mid-upload are followed and answered, an upload in thousands of tiny records
-//! arrives intact, and a forged record fails the upload with a 426 naming
-//! TLS while the backend is told to abort. The uploads read ftpsgate's
-//! records raw: a KeyUpdate the client asks for is answered, and rustls opens
-//! ftpsgate's close_notify under the updated key. Every other property of
-//! ftpsgate's KeyUpdate is checked against rustls in `src/data/record_tests.rs`.
+//! ways, a client's TLS 1.3 KeyUpdates mid-upload are followed and answered,
+//! an upload in thousands of tiny records arrives intact, and a forged record
+//! fails the upload with a 426 naming TLS while the backend is told to abort.
+//! The uploads read ftpsgate's records raw: a KeyUpdate the client asks for
+//! is answered, and rustls opens ftpsgate's close_notify under the updated
+//! key. Every other property of ftpsgate's KeyUpdate is checked against
+//! rustls in `src/data/record_tests.rs`.
 
 mod support;
 
