@@ -384,21 +384,11 @@ fn the_backend_is_told_the_real_client_first() {
     );
 }
 
-/// `GET /metrics` over a plain socket: the body.
+/// `GET /metrics`: the body.
 fn scrape(addr: SocketAddr) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    raw.split_once("\r\n\r\n")
-        .expect("an HTTP response")
-        .1
-        .to_string()
+    let (code, body) = support::http::get(addr, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    body
 }
 
 #[test]
