@@ -123,6 +123,19 @@ const SUITES: [SupportedCipherSuite; 6] = [
 ];
 
 #[test]
+fn the_suites_are_every_one_ftpsgate_offers_with_an_ecdsa_certificate() {
+    let offered: Vec<_> = crate::tls::provider()
+        .cipher_suites
+        .into_iter()
+        .filter(|s| s.usable_for_signature_algorithm(rustls::SignatureAlgorithm::ECDSA))
+        .map(|s| s.suite())
+        .collect();
+    let mut ours: Vec<_> = SUITES.iter().map(|s| s.suite()).collect();
+    ours.sort_by_key(|s| offered.iter().position(|o| o == s));
+    assert_eq!(ours, offered);
+}
+
+#[test]
 fn both_directions_interoperate_with_rustls_for_every_suite() {
     for suite in SUITES {
         let (mut c, s, k) = pair(suite);

@@ -165,10 +165,11 @@ fn client_auth(
         .with_client_cert_verifier(verifier.build().map_err(|e| tls_err("client_ca", ca, e))?))
 }
 
-/// aws-lc-rs with AES-128-GCM preferred: as safe as AES-256-GCM for TLS and
-/// cheaper per byte on the data path. ftpsgate's order wins over the client's
+/// The cryptography every listener offers: aws-lc-rs with AES-128-GCM
+/// preferred, as safe as AES-256-GCM for TLS and cheaper per byte on the
+/// data path. ftpsgate's order wins over the client's
 /// (`ignore_client_order`), since curl and OpenSSL list AES-256 first.
-fn provider() -> rustls::crypto::CryptoProvider {
+pub fn provider() -> rustls::crypto::CryptoProvider {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     let rank = |s: &rustls::SupportedCipherSuite| match s.suite() {
         rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
